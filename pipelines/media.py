@@ -1,0 +1,249 @@
+"""Probe and decode videos with ffmpeg.
+
+One decode pass per video: ffmpeg samples (``fps=``) and scales (``scale=``) in its own process and
+pipes raw RGB frames; Python reads them one at a time, so memory is bounded by one frame, never by
+the video's length. The ``showinfo`` filter reports each output frame's presentation time on stderr,
+so timestamps are the video's own, also on variable-frame-rate files.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import MediaError
+
+VIDEO_EXTENSIONS = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+    ".wmv", ".flv", ".3gp", ".ogv", ".vob", ".mxf",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_binary() -> str:
+    """ffmpeg from ``VQA_FFMPEG``, else PATH, else the binary that imageio-ffmpeg ships."""
+    explicit = os.environ.get("VQA_FFMPEG")
+    if explicit:
+        return explicit
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError as e:  # pragma: no cover - imageio-ffmpeg is a dependency
+        raise MediaError("ffmpeg not found: install ffmpeg or the imageio-ffmpeg package") from e
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffprobe_binary() -> str | None:
+    return shutil.which("ffprobe")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    duration: float
+    fps: float
+    width: int  # as displayed (rotation applied)
+    height: int
+    codec: str
+    rotation: int
+    has_audio: bool
+    audio_codec: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise MediaError("no such file", path)
+    if os.path.isdir(path):
+        raise MediaError("is a directory, not a video file", path)
+    if not os.access(path, os.R_OK):
+        raise MediaError("permission denied", path)
+    if os.path.getsize(path) == 0:
+        raise MediaError("empty file (0 bytes)", path)
+
+
+def probe(path: str) -> VideoInfo:
+    """Duration, frame rate, display size, codec, rotation and audio presence (PyAV: no ffprobe needed)."""
+    _check_file(path)
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            vstreams = container.streams.video
+            if not vstreams:
+                kind = "audio-only file" if container.streams.audio else "no video stream"
+                raise MediaError(f"not a video: {kind}", path)
+            vs = vstreams[0]
+            ctx = vs.codec_context
+            width, height = int(ctx.width or 0), int(ctx.height or 0)
+            if width <= 0 or height <= 0:
+                raise MediaError("video stream has no frame size (corrupt header?)", path)
+            duration = None
+            if vs.duration is not None and vs.time_base is not None:
+                duration = float(vs.duration * vs.time_base)
+            if not duration and container.duration:
+                duration = container.duration / 1_000_000
+            rate = vs.average_rate or vs.base_rate or vs.guessed_rate
+            fps = float(rate) if rate else 0.0
+            rotation = _rotation(vs)
+            if rotation in (90, 270):
+                width, height = height, width
+            astreams = container.streams.audio
+            audio_codec = astreams[0].codec_context.name if astreams else None
+            codec = ctx.name
+    except MediaError:
+        raise
+    except av.error.InvalidDataError as e:
+        raise MediaError("not a video or corrupt file (ffmpeg: invalid data found when processing input)", path) from e
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot read video (ffmpeg: {_ffmpeg_message(e)})", path) from e
+    if not duration or duration <= 0:
+        raise MediaError("cannot determine duration (truncated or corrupt file?)", path)
+    return VideoInfo(path=path, duration=duration, fps=fps, width=width, height=height, codec=codec,
+                     rotation=rotation, has_audio=bool(audio_codec), audio_codec=audio_codec)
+
+
+def _ffmpeg_message(e: Exception) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return re.sub(r"^\[Errno [-\d]+\]\s*", "", str(msg)).strip().rstrip(":").lower() or type(e).__name__
+
+
+def _rotation(vs) -> int:
+    rot = 0
+    try:
+        meta = vs.metadata or {}
+        if "rotate" in meta:
+            rot = int(float(meta["rotate"]))
+    except (ValueError, TypeError):
+        rot = 0
+    if not rot:
+        try:  # PyAV >= 13 exposes the display matrix through side data
+            side = getattr(vs, "side_data", None) or {}
+            for key in ("DISPLAYMATRIX", "displaymatrix"):
+                if key in side:
+                    rot = int(round(float(side[key])))
+        except Exception:  # noqa: BLE001 - rotation is best effort, never a failure
+            rot = 0
+    return int(rot) % 360
+
+
+def even_size(info: VideoInfo, width: int) -> tuple[int, int]:
+    """Output size for a target width (never upscaled), both sides even, aspect kept."""
+    w = min(width, info.width)
+    w -= w % 2
+    h = int(round(info.height * w / info.width / 2.0)) * 2
+    return max(w, 2), max(h, 2)
+
+
+_PTS = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.]+)")
+
+
+def decode(
+    path: str,
+    *,
+    fps: float,
+    width: int,
+    info: VideoInfo | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+    threads: int = 0,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(timestamp_seconds, RGB uint8 frame)`` sampled at ``fps`` and scaled to ``width``.
+
+    Sampling and scaling happen inside ffmpeg; ``start``/``duration`` restrict decoding to a range
+    (input seeking: ffmpeg jumps to the keyframe before ``start`` and decodes forward).
+    """
+    info = info or probe(path)
+    w, h = even_size(info, width)
+    frame_bytes = w * h * 3
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "info", "-threads", str(threads)]
+    if start:
+        cmd += ["-ss", f"{start:.3f}"]
+    cmd += ["-i", path]
+    if duration is not None:
+        cmd += ["-t", f"{duration:.3f}"]
+    # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest.
+    vf = f"fps={fps:g}:round=near,scale={w}:{h}:flags=area,format=rgb24,showinfo"
+    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=frame_bytes * 2)
+    times: queue.Queue = queue.Queue()
+    tail: deque[bytes] = deque(maxlen=20)
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            m = _PTS.search(line)
+            if m:
+                times.put(float(m.group(3)))
+            elif b"showinfo" not in line:
+                tail.append(line.rstrip())
+        times.put(None)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    offset = start or 0.0
+    n = 0
+    try:
+        assert proc.stdout is not None
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if not buf or len(buf) < frame_bytes:
+                break
+            try:
+                t = times.get(timeout=10.0)
+            except queue.Empty:
+                t = None
+            if t is None:  # stderr closed early: fall back to the sampling grid
+                t = n / fps
+            frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+            yield offset + t, frame
+            n += 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+    if proc.returncode not in (0, None, -9) and n == 0:
+        raise MediaError(f"ffmpeg could not decode the video ({_tail_message(tail)})", path)
+
+
+def _tail_message(tail: deque[bytes]) -> str:
+    lines = [ln.decode("utf-8", "replace").strip() for ln in tail]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Input #", "Output #", "Stream ", "Duration"))]
+    return lines[-1] if lines else "unknown error"
+
+
+def read_frame_at(path: str, t: float, *, width: int, info: VideoInfo | None = None) -> np.ndarray:
+    """One frame at time ``t`` (seconds), for evidence frames at answer time."""
+    info = info or probe(path)
+    t = max(0.0, min(t, max(info.duration - 1e-3, 0.0)))
+    for _, frame in decode(path, fps=max(info.fps, 1.0), width=width, info=info, start=t, duration=0.5):
+        return frame
+    raise MediaError(f"no frame at {t:.2f} s", path)
+
+
+def extract_audio(path: str, *, sample_rate: int = 16000) -> tuple[np.ndarray, str | None]:
+    """Mono float32 PCM of the first audio stream, or an empty array and the reason when there is none."""
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0",
+           "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    audio = np.frombuffer(proc.stdout, dtype=np.float32)
+    if proc.returncode != 0 and audio.size == 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        return audio, (msg[-1] if msg else "ffmpeg could not decode the audio")
+    return audio, None
