@@ -108,13 +108,28 @@ def probe(path: str) -> VideoInfo:
     except MediaError:
         raise
     except av.error.InvalidDataError as e:
-        raise MediaError("not a video or corrupt file (ffmpeg: invalid data found when processing input)", path) from e
+        raise MediaError(f"not a video, or truncated/corrupt (ffmpeg: {_ffmpeg_says(path, e)})", path) from e
     except av.error.FFmpegError as e:
-        raise MediaError(f"cannot read video (ffmpeg: {_ffmpeg_message(e)})", path) from e
+        raise MediaError(f"cannot read video (ffmpeg: {_ffmpeg_says(path, e)})", path) from e
     if not duration or duration <= 0:
         raise MediaError("cannot determine duration (truncated or corrupt file?)", path)
     return VideoInfo(path=path, duration=duration, fps=fps, width=width, height=height, codec=codec,
                      rotation=rotation, has_audio=bool(audio_codec), audio_codec=audio_codec)
+
+
+def _ffmpeg_says(path: str, e: Exception) -> str:
+    """ffmpeg's own words about a file it cannot open (e.g. 'moov atom not found')."""
+    try:
+        proc = subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-t", "0",
+                               "-f", "null", "-"], capture_output=True, timeout=30)
+        lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln).strip()
+                 for ln in proc.stderr.decode("utf-8", "replace").splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("Error opening input")]
+        if lines:
+            return lines[0].rstrip(".").replace(path, os.path.basename(path))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return _ffmpeg_message(e)
 
 
 def _ffmpeg_message(e: Exception) -> str:

@@ -1,0 +1,146 @@
+"""Scene captions (LLoVi-style context): one short description per scene from its representative frame.
+
+Built-in captioners, chosen from the model's ``config.json``:
+- ``blip``: BLIP image captioning (e.g. Salesforce/blip-image-captioning-base, a good CPU default);
+- ``vision-encoder-decoder``: ViT+GPT2-style captioners (e.g. nlpconnect/vit-gpt2-image-captioning);
+- video-LLMs (Qwen2.5-VL, LLaVA-OneVision): asked to describe the frame, via the answerer adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import ModelError
+from .loads import record_load
+from .modelutil import files_fingerprint, hub_offline, pick_device, quiet_hub
+
+CAPTION_PROMPT = "Describe this scene in one short sentence."
+
+
+class Captioner:
+    """``caption(frames) -> list[str]``: batched; one caption per RGB frame."""
+
+    name: str
+    fingerprint: str
+    random_weights: bool = False
+    batch_size: int = 8
+
+    def caption(self, frames: list[np.ndarray]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(frames), self.batch_size):
+            out.extend(self.caption_batch(frames[i:i + self.batch_size]))
+        return out
+
+    def caption_batch(self, frames: list[np.ndarray]) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def model_type(spec: str) -> str | None:
+    """``model_type`` from a local folder's or cached hub model's config.json (None if unknown)."""
+    path = spec
+    if not os.path.isdir(spec):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = os.path.dirname(hf_hub_download(spec, "config.json", local_files_only=hub_offline()))
+        except Exception as e:  # noqa: BLE001 - any hub failure means: not available
+            raise ModelError(_missing(spec, e)) from e
+    cfg = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg):
+        raise ModelError(f"model folder {spec} has no config.json")
+    with open(cfg) as f:
+        return json.load(f).get("model_type")
+
+
+def _missing(spec: str, e: Exception) -> str:
+    if hub_offline():
+        return (f"model '{spec}' is not a local folder and is not in the hub cache (HF_HUB_OFFLINE is set): "
+                "download it once online or pass a local folder")
+    return f"cannot find model '{spec}': {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+
+
+class HFCaptioner(Captioner):
+    def __init__(self, spec: str, *, device: str | None = None, random_weights: bool = False,
+                 max_new_tokens: int = 30):
+        quiet_hub()
+        self.name = spec
+        self.random_weights = random_weights
+        self.device = pick_device(device)
+        self.max_new_tokens = max_new_tokens
+        mtype = model_type(spec)
+        import torch
+
+        self._torch = torch
+        kw = {"local_files_only": hub_offline() or os.path.isdir(spec)}
+        try:
+            if mtype == "blip":
+                from transformers import BlipForConditionalGeneration, BlipProcessor
+
+                self.processor = BlipProcessor.from_pretrained(spec, **kw)
+                self.model = BlipForConditionalGeneration.from_pretrained(spec, **kw)
+                self._decode = self.processor.batch_decode
+                self._inputs = lambda images: self.processor(images=images, return_tensors="pt")
+            elif mtype == "vision-encoder-decoder":
+                from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+                self.model = VisionEncoderDecoderModel.from_pretrained(spec, **kw)
+                image_processor = AutoImageProcessor.from_pretrained(spec, **kw)
+                tokenizer = AutoTokenizer.from_pretrained(spec, **kw)
+                self._decode = tokenizer.batch_decode
+                self._inputs = lambda images: image_processor(images=images, return_tensors="pt")
+            else:
+                raise ModelError(f"captioner '{spec}': model type '{mtype}' is not a known captioner "
+                                 "(use a BLIP or vision-encoder-decoder model, or a video-LLM with vlm:)")
+        except OSError as e:
+            raise ModelError(_missing(spec, e)) from e
+        self.model.to(self.device).eval()
+        record_load("captioner", spec)
+        self.fingerprint = files_fingerprint(spec, [spec] if os.path.isdir(spec) else [])
+
+    def caption_batch(self, frames: list[np.ndarray]) -> list[str]:
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        inputs = {k: v.to(self.device) for k, v in self._inputs(images).items()}
+        with self._torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      num_beams=1)
+        return [" ".join(t.split()) for t in self._decode(out, skip_special_tokens=True)]
+
+
+class VLMCaptioner(Captioner):
+    """A video-LLM answerer asked to describe each frame (stronger captions on a GPU)."""
+
+    batch_size = 4
+
+    def __init__(self, answerer_factory: Callable[[], object], name: str):
+        from .answer import AnswerRequest
+
+        self._request = AnswerRequest
+        self.answerer = answerer_factory()
+        self.name = name
+        self.fingerprint = getattr(self.answerer, "fingerprint", name)
+        self.random_weights = bool(getattr(self.answerer, "random_weights", False))
+
+    def caption_batch(self, frames: list[np.ndarray]) -> list[str]:
+        from PIL import Image
+
+        out = []
+        for f in frames:
+            req = self._request(question=CAPTION_PROMPT, options=[], frames=[Image.fromarray(f)],
+                                timestamps=[0.0], context=[], max_new_tokens=40)
+            out.append(" ".join(self.answerer.answer(req).text.split()))
+        return out
+
+
+def load_captioner(spec: str, *, device: str | None = None, random_weights: bool = False) -> Captioner:
+    if spec.startswith("vlm:"):
+        from .answer import load_answerer
+
+        inner = spec[4:]
+        return VLMCaptioner(lambda: load_answerer(inner, device=device), spec)
+    return HFCaptioner(spec, device=device, random_weights=random_weights)

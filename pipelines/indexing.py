@@ -1,0 +1,364 @@
+"""`vqa index`: probe once, decode once, and feed every stage that needs frames from that one pass.
+
+Stages and their cache keys (video fingerprint, stage, model fingerprint, canonical params):
+``scenes`` (PySceneDetect), ``frames`` (CLIP embeddings + thumbnails of frames sampled at ``embed_fps``),
+``captions`` (one per scene), ``transcript`` (speech), ``ocr`` (on-screen text) and ``textvec``
+(sentence embeddings of all timed text). A stage whose key is already ``done`` is skipped; only the
+stages whose model or parameters changed run again, and one decode feeds all frame stages that run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from index.store import Store, fingerprint_file, run_key, to_blob
+
+from .errors import MediaError, VqaError
+from .media import VideoInfo, decode, probe
+from .models import Models, Profile
+from .modelutil import files_fingerprint
+from .segment import SceneParams, SceneSegmenter
+
+STAGES = ("scenes", "frames", "captions", "transcript", "ocr", "textvec")
+ROWS_PER_COMMIT = 64
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    embed_fps: float = 1.0
+    scene: SceneParams = field(default_factory=SceneParams)
+    thumb_width: int = 256
+    captions: bool = True
+    speech: bool = True
+    screen_text: bool = True
+    ocr_fps: float = 2.0
+    language: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IndexResult:
+    path: str
+    status: str  # "indexed" | "unchanged" | "failed"
+    video_id: str | None = None
+    stages_run: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    duration: float | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Progress = Callable[[str, float, float], None]  # (description, done, total) in video seconds
+
+
+def spec_fingerprint(spec: str | None) -> str:
+    """A model's identity without loading it: local files are hashed (cheaply), hub ids are their name."""
+    if not spec:
+        return "none"
+    from .models import TINY_NAMES
+
+    if spec in TINY_NAMES:
+        return f"{spec}-v1"
+    paths = [p for p in spec.replace("@", ":").split(":") if p and os.path.exists(p)]
+    return files_fingerprint(spec, paths) if paths else spec
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: str
+    key: str
+    model: str
+    model_fp: str
+    params: dict[str, Any]
+
+
+def plan_stages(video_id: str, profile: Profile, opts: IndexOptions, info_has_audio: bool | None = None,
+                path: str | None = None) -> dict[str, StagePlan]:
+    """Every stage this profile and these options call for, with its cache key."""
+    from importlib.metadata import version
+
+    detector_version = f"pyscenedetect-{version('scenedetect')}"
+    plans: dict[str, StagePlan] = {}
+
+    def add(stage: str, model: str, model_fp: str, params: dict[str, Any]) -> None:
+        plans[stage] = StagePlan(stage, run_key(video_id, stage, model_fp, params), model, model_fp, params)
+
+    add("scenes", detector_version, detector_version, opts.scene.as_dict())
+    add("frames", profile.clip, spec_fingerprint(profile.clip),
+        {"fps": opts.embed_fps, "width": profile.decode_width, "thumb_width": opts.thumb_width})
+    if opts.captions and profile.captioner:
+        add("captions", profile.captioner, spec_fingerprint(profile.captioner), {"scenes": plans["scenes"].key})
+    text_sources = []
+    if opts.speech and profile.transcriber:
+        sidecar = _sidecar_fingerprint(path) if path else None
+        add("transcript", profile.transcriber, spec_fingerprint(profile.transcriber),
+            {"language": opts.language, "vad": True, "sidecar": sidecar})
+        text_sources.append(plans["transcript"].key)
+    if opts.screen_text and profile.ocr:
+        add("ocr", profile.ocr, spec_fingerprint(profile.ocr),
+            {"fps": opts.ocr_fps, "width": profile.decode_width})
+        text_sources.append(plans["ocr"].key)
+    if profile.text_embedder:
+        if "captions" in plans:
+            text_sources.append(plans["captions"].key)
+        if text_sources:
+            add("textvec", profile.text_embedder, spec_fingerprint(profile.text_embedder),
+                {"sources": sorted(text_sources)})
+    return plans
+
+
+def _sidecar_fingerprint(path: str) -> str | None:
+    stem = os.path.splitext(path)[0]
+    found = [p for ext in (".srt", ".vtt") for p in (stem + ext,) if os.path.isfile(p)]
+    return files_fingerprint("sidecar", found) if found else None
+
+
+class _Sampler:
+    """Passes a consumer the frames of the shared decode that fall on its own, coarser grid."""
+
+    def __init__(self, fps: float):
+        self.step = 1.0 / fps
+        self.next_t = -1e9
+
+    def take(self, t: float) -> bool:
+        if t + 1e-6 >= self.next_t:
+            self.next_t = (self.next_t + self.step) if self.next_t > -1e8 else t + self.step
+            if self.next_t <= t:  # a gap in the stream: re-anchor
+                self.next_t = t + self.step
+            return True
+        return False
+
+
+def _jpeg(frame: np.ndarray, width: int, quality: int = 80) -> bytes:
+    from PIL import Image
+
+    im = Image.fromarray(frame)
+    if im.width > width:
+        im = im.resize((width, max(2, round(im.height * width / im.width))), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class Indexer:
+    """Indexes videos into a store with one set of models (loaded lazily, once per process)."""
+
+    def __init__(self, store: Store, models: Models, opts: IndexOptions | None = None,
+                 progress: Progress | None = None):
+        self.store = store
+        self.models = models
+        self.opts = opts or IndexOptions()
+        self.progress = progress
+
+    # -- public -------------------------------------------------------------------------------------
+    def index(self, path: str) -> IndexResult:
+        t0 = time.monotonic()
+        result = IndexResult(path=path, status="failed")
+        try:
+            self._index(path, result)
+            self.store.clear_errors(path)
+        except VqaError as e:
+            result.status, result.error = "failed", e.message
+            self.store.record_error(path, e.message, video_id=result.video_id)
+        result.seconds = time.monotonic() - t0
+        return result
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _index(self, path: str, result: IndexResult) -> None:
+        profile = self.models.profile
+        if not os.path.exists(path):
+            raise MediaError("no such file", path)
+        if os.path.isdir(path):
+            raise MediaError("is a directory, not a video file", path)
+        video_id = self.store.lookup_path(path)
+        if video_id:
+            video = self.store.get_video(video_id)
+            plans = plan_stages(video_id, profile, self.opts, path=path)
+            if video and all(self.store.run_done(p.key) for p in plans.values()):
+                result.status, result.video_id, result.duration = "unchanged", video_id, video["duration"]
+                return
+        info = probe(path)
+        video_id = fingerprint_file(path)
+        result.video_id, result.duration = video_id, info.duration
+        self.store.upsert_video(video_id, path, info.as_dict())
+        while not self.store.try_claim(video_id):  # another process is indexing this very content
+            time.sleep(0.2)
+        try:
+            plans = plan_stages(video_id, profile, self.opts, path=path)
+            todo = {s: p for s, p in plans.items() if not self.store.run_done(p.key)}
+            if not todo:
+                result.status = "unchanged"
+                return
+            self._run_stages(path, video_id, info, plans, todo, result)
+            result.status = "indexed"
+        finally:
+            self.store.release_claim(video_id)
+
+    def _run_stages(self, path: str, video_id: str, info: VideoInfo, plans: dict[str, StagePlan],
+                    todo: dict[str, StagePlan], result: IndexResult) -> None:
+        frame_stages = [s for s in ("scenes", "frames", "ocr") if s in todo]
+        if frame_stages:
+            self._decode_pass(path, video_id, info, todo, frame_stages)
+            result.stages_run += frame_stages
+        if "captions" in todo:
+            self._captions(video_id, plans["scenes"], todo["captions"])
+            result.stages_run.append("captions")
+        if "transcript" in todo:
+            self._transcript(path, video_id, info, todo["transcript"])
+            result.stages_run.append("transcript")
+        if "textvec" in todo:
+            self._textvec(video_id, plans, todo["textvec"])
+            result.stages_run.append("textvec")
+
+    def _decode_pass(self, path: str, video_id: str, info: VideoInfo, todo: dict[str, StagePlan],
+                     stages: list[str]) -> None:
+        profile = self.models.profile
+        opts = self.opts
+        consumers: list[tuple[_Sampler, Callable[[float, np.ndarray], None]]] = []
+        segmenter = embedder = scanner = None
+        frames_buf: list[tuple[float, np.ndarray]] = []
+        frame_idx = [0]
+        key_frames = todo["frames"].key if "frames" in todo else None
+
+        if "frames" in stages:
+            embedder = self.models.clip()  # load before the decode starts: fail fast on a missing model
+
+            def flush() -> None:
+                if not frames_buf:
+                    return
+                vecs = embedder.embed_images([f for _, f in frames_buf])
+                rows = [{"run_key": key_frames, "idx": frame_idx[0] + i, "t": float(t),
+                         "embedding": to_blob(v), "jpeg": _jpeg(f, opts.thumb_width)}
+                        for i, ((t, f), v) in enumerate(zip(frames_buf, vecs))]
+                self.store.add_rows("frames", rows)
+                frame_idx[0] += len(rows)
+                frames_buf.clear()
+
+            def on_frame(t: float, f: np.ndarray) -> None:
+                frames_buf.append((t, f))
+                if len(frames_buf) >= ROWS_PER_COMMIT:
+                    flush()
+
+            consumers.append((_Sampler(opts.embed_fps), on_frame))
+        if "ocr" in stages:
+            scanner = self._ocr_scanner()
+            consumers.append((_Sampler(opts.ocr_fps), scanner.feed))
+        if "scenes" in stages:
+            segmenter = SceneSegmenter(opts.scene)
+            consumers.append((_Sampler(opts.scene.fps), segmenter.feed))
+
+        for s in stages:
+            p = todo[s]
+            self.store.start_run(p.key, video_id, s, p.model, p.model_fp, p.params)
+        fps = max(opts.scene.fps if segmenter else 0, opts.embed_fps if embedder else 0,
+                  opts.ocr_fps if scanner else 0)
+        n = 0
+        last_t = 0.0
+        for t, frame in decode(path, fps=fps, width=profile.decode_width, info=info):
+            for sampler, consume in consumers:
+                if sampler.take(t):
+                    consume(t, frame)
+            n += 1
+            last_t = t
+            if self.progress and n % 10 == 0:
+                self.progress(os.path.basename(path), min(t, info.duration), info.duration)
+        if n == 0:
+            raise MediaError("ffmpeg decoded no frames (truncated or corrupt file?)", path)
+        if self.progress:
+            self.progress(os.path.basename(path), info.duration, info.duration)
+        duration = max(info.duration, last_t)
+        if segmenter is not None:
+            scenes = segmenter.finish(duration)
+            key = todo["scenes"].key
+            rows = [{"run_key": key, "idx": i, "start": s.start, "end": s.end, "rep_t": s.rep_t,
+                     "rep_jpeg": _jpeg(s.rep_frame, 384) if s.rep_frame is not None else None}
+                    for i, s in enumerate(scenes)]
+            self.store.finish_run(key, stats={"scenes": len(rows), "frames_analysed": len(segmenter.times)},
+                                  rows={"scenes": rows})
+        if embedder is not None:
+            flush()
+            self.store.finish_run(key_frames, stats={"frames": frame_idx[0], "dim": None,
+                                                     "random_weights": embedder.random_weights})
+        if scanner is not None:
+            self._finish_ocr(video_id, todo["ocr"], scanner, duration)
+
+    def _captions(self, video_id: str, scenes_plan: StagePlan, plan: StagePlan) -> None:
+        from PIL import Image
+
+        captioner = self.models.captioner()
+        self.store.start_run(plan.key, video_id, "captions", plan.model, plan.model_fp, plan.params)
+        scenes = self.store.scene_images(scenes_plan.key)
+        with_img = [s for s in scenes if s["rep_jpeg"]]
+        frames = [np.asarray(Image.open(io.BytesIO(s["rep_jpeg"])).convert("RGB")) for s in with_img]
+        texts = captioner.caption(frames) if frames else []
+        rows = [{"run_key": plan.key, "scene_idx": s["idx"], "start": s["start"], "end": s["end"], "text": txt}
+                for s, txt in zip(with_img, texts)]
+        text_rows = [{"run_key": plan.key, "idx": r["scene_idx"], "video_id": video_id, "source": "caption",
+                      "start": r["start"], "end": r["end"], "text": r["text"], "confidence": None, "box": None}
+                     for r in rows]
+        self.store.finish_run(plan.key, stats={"captions": len(rows), "random_weights": captioner.random_weights},
+                              rows={"captions": rows, "texts": text_rows})
+
+    # Text channels (speech, on-screen text, their sentence vectors) ------------------------------------
+    def _ocr_scanner(self):
+        from .ocr import OcrScanner
+
+        return OcrScanner(self.models.ocr())
+
+    def _finish_ocr(self, video_id: str, plan: StagePlan, scanner, duration: float) -> None:
+        intervals = scanner.finish(duration)
+        rows = [{"run_key": plan.key, "idx": i, "video_id": video_id, "source": "screen", "start": iv.start,
+                 "end": iv.end, "text": iv.text, "confidence": iv.confidence, "box": ",".join(map(str, iv.box))}
+                for i, iv in enumerate(intervals)]
+        self.store.finish_run(plan.key, stats={"lines": len(rows), **dict(getattr(scanner, "stats", {}))},
+                              rows={"texts": rows})
+
+    def _transcript(self, path: str, video_id: str, info: VideoInfo, plan: StagePlan) -> None:
+        from .transcribe import read_sidecar
+
+        self.store.start_run(plan.key, video_id, "transcript", plan.model, plan.model_fp, plan.params)
+        segments = read_sidecar(path)
+        status, error = ("ok", None) if segments is not None else (None, None)
+        if segments is None:
+            result = self.models.transcriber().transcribe(path, language=self.opts.language,
+                                                          has_audio=info.has_audio)
+            segments, status, error = result.segments, result.status, result.error
+        rows = [{"run_key": plan.key, "idx": i, "video_id": video_id, "source": "speech", "start": s.start,
+                 "end": s.end, "text": s.text, "confidence": s.confidence, "box": None}
+                for i, s in enumerate(segments)]
+        self.store.finish_run(plan.key, stats={"status": status, "error": error, "segments": len(rows)},
+                              rows={"texts": rows})
+
+    def _textvec(self, video_id: str, plans: dict[str, StagePlan], plan: StagePlan) -> None:
+        embedder = self.models.text_embedder()
+        self.store.start_run(plan.key, video_id, "textvec", plan.model, plan.model_fp, plan.params)
+        rows = []
+        for src in plan.params["sources"]:
+            lines = self.store.texts(src)
+            if not lines:
+                continue
+            vecs = embedder.embed_texts([ln["text"] for ln in lines])
+            rows += [{"run_key": plan.key, "text_run": src, "idx": ln["idx"], "embedding": to_blob(v)}
+                     for ln, v in zip(lines, vecs)]
+        self.store.finish_run(plan.key, stats={"vectors": len(rows)}, rows={"text_vectors": rows})
+
+
+def stage_status(store: Store, video_id: str, profile: Profile, opts: IndexOptions,
+                 path: str | None = None) -> dict[str, str]:
+    """For `vqa ls`: each stage of the current settings -> done / running / failed / missing."""
+    out = {}
+    for stage, plan in plan_stages(video_id, profile, opts, path=path).items():
+        run = store.get_run(plan.key)
+        out[stage] = run["status"] if run else "missing"
+    return out

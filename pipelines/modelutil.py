@@ -1,0 +1,54 @@
+"""Small helpers shared by the model adapters: device choice, fingerprints, hub behaviour."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def quiet_hub() -> None:
+    """Fail fast instead of hanging on an unreachable hub, and keep library progress bars off stderr."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def files_fingerprint(name: str, files: Iterable[str | os.PathLike]) -> str:
+    """A stable identity for a model: its name plus size and sampled bytes of its weight files."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(name.encode())
+    for path in sorted(str(p) for p in files):
+        if os.path.isdir(path):
+            inner = [os.path.join(path, f) for f in sorted(os.listdir(path))
+                     if f.endswith((".json", ".safetensors", ".bin", ".pt", ".model", ".txt", ".gguf"))]
+            h.update(files_fingerprint(path, inner).encode())
+            continue
+        size = os.path.getsize(path)
+        h.update(f"{os.path.basename(path)}:{size}".encode())
+        with open(path, "rb") as f:
+            h.update(f.read(1 << 16))
+            if size > 1 << 17:
+                f.seek(size - (1 << 16))
+                h.update(f.read())
+    return h.hexdigest()

@@ -1,0 +1,146 @@
+"""Scene segmentation with PySceneDetect detectors, fed from our own single decode pass.
+
+Frames arrive on a constant sampling grid (``fps``), already decoded; each detector sees them as BGR
+images about 256 px wide through ``process_frame`` and reports cuts, and ``post_process`` closes the
+last scene. A representative frame per scene (its middle) is kept in bounded memory for captioning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+DETECTORS = ("content", "adaptive", "histogram", "hash")
+
+
+@dataclass(frozen=True)
+class SceneParams:
+    detector: str = "content"
+    threshold: float | None = None  # detector's own default when None
+    min_scene_len: float = 0.6  # seconds
+    fps: float = 10.0  # analysis rate: cut times are exact to 1/fps
+    width: int = 256  # analysis width in pixels
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Scene:
+    start: float
+    end: float
+    rep_t: float
+    rep_frame: np.ndarray | None = None
+
+
+def make_detector(params: SceneParams):
+    from scenedetect import detectors
+
+    min_len = max(1, int(round(params.min_scene_len * params.fps)))
+    kw: dict = {"min_scene_len": min_len}
+    if params.detector == "content":
+        if params.threshold is not None:
+            kw["threshold"] = params.threshold
+        return detectors.ContentDetector(**kw)
+    if params.detector == "adaptive":
+        if params.threshold is not None:
+            kw["adaptive_threshold"] = params.threshold
+        return detectors.AdaptiveDetector(**kw)
+    if params.detector == "histogram":
+        if params.threshold is not None:
+            kw["threshold"] = params.threshold
+        return detectors.HistogramDetector(**kw)
+    if params.detector == "hash":
+        if params.threshold is not None:
+            kw["threshold"] = params.threshold
+        return detectors.HashDetector(**kw)
+    raise ValueError(f"unknown scene detector '{params.detector}' (choose from {', '.join(DETECTORS)})")
+
+
+class _MiddleFrame:
+    """Keeps at most ``cap`` frames of the open scene, thinning by half when full, so the frame nearest
+    the scene's middle is known when the scene closes, in memory bounded by ``cap`` frames."""
+
+    def __init__(self, cap: int = 16):
+        self.cap = cap
+        self.reset()
+
+    def reset(self) -> None:
+        self.items: list[tuple[float, np.ndarray]] = []
+        self.stride = 1
+        self.seen = 0
+
+    def add(self, t: float, frame: np.ndarray) -> None:
+        if self.seen % self.stride == 0:
+            self.items.append((t, frame))
+            if len(self.items) >= self.cap:
+                self.items = self.items[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def middle(self, start: float, end: float) -> tuple[float, np.ndarray | None]:
+        if not self.items:
+            return (start + end) / 2, None
+        mid = (start + end) / 2
+        t, f = min(self.items, key=lambda it: abs(it[0] - mid))
+        return t, f
+
+
+class SceneSegmenter:
+    """``feed(t, rgb)`` for each frame on the grid, then ``finish(duration)`` -> scenes in time order."""
+
+    def __init__(self, params: SceneParams, *, keep_width: int = 384):
+        import cv2
+        from scenedetect import FrameTimecode
+
+        self._cv2 = cv2
+        self._tc = FrameTimecode
+        self.params = params
+        self.detector = make_detector(params)
+        self.keep_width = keep_width
+        self.times: list[float] = []
+        self.cuts: list[float] = []
+        self.scenes: list[Scene] = []
+        self._mid = _MiddleFrame()
+        self._scene_start = 0.0
+
+    def _small(self, rgb: np.ndarray, width: int) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if w <= width:
+            return rgb
+        return self._cv2.resize(rgb, (width, max(2, int(round(h * width / w)))), interpolation=self._cv2.INTER_AREA)
+
+    def feed(self, t: float, rgb: np.ndarray) -> None:
+        i = len(self.times)
+        if i == 0:
+            self._scene_start = t
+        self.times.append(t)
+        bgr = np.ascontiguousarray(self._small(rgb, self.params.width)[:, :, ::-1])
+        cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
+        for c in cuts:
+            self._close_at(self.times[min(c.frame_num, len(self.times) - 1)])
+        self._mid.add(t, self._small(rgb, self.keep_width).copy())
+
+    def _close_at(self, cut_t: float) -> None:
+        if cut_t <= self._scene_start:
+            return
+        rep_t, rep = self._mid.middle(self._scene_start, cut_t)
+        self.scenes.append(Scene(self._scene_start, cut_t, rep_t, rep))
+        self.cuts.append(cut_t)
+        # frames already buffered after the cut belong to the new scene
+        keep = [(t, f) for t, f in self._mid.items if t >= cut_t]
+        self._mid.reset()
+        for t, f in keep:
+            self._mid.add(t, f)
+        self._scene_start = cut_t
+
+    def finish(self, duration: float) -> list[Scene]:
+        if self.times:
+            for c in self.detector.post_process(self._tc(len(self.times) - 1, fps=self.params.fps)):
+                self._close_at(self.times[min(c.frame_num, len(self.times) - 1)])
+        end = max(duration, self.times[-1] if self.times else 0.0)
+        if end > self._scene_start or not self.scenes:
+            rep_t, rep = self._mid.middle(self._scene_start, end)
+            self.scenes.append(Scene(self._scene_start, end, rep_t, rep))
+        return self.scenes

@@ -1,0 +1,28 @@
+"""The `vqa` command: a thin typer app. Each verb group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from . import index_cmd, info_cmd
+
+app = typer.Typer(
+    name="vqa",
+    help="Answer questions about long videos: `vqa index` once, then `vqa ask` in seconds, with the "
+         "evidence frames and their timestamps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+index_cmd.register(app)
+info_cmd.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,165 @@
+"""Housekeeping: `vqa scenes`, `vqa ls`, `vqa rm`, `vqa gc`, `vqa doctor`, `vqa models`."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from .common import DbOpt, JsonOpt, ProfileOpt, db_path, err, errors_to_exit, open_store, out_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scenes")(scenes)
+    app.command("ls")(ls)
+    app.command("rm")(rm)
+    app.command("gc")(gc)
+    app.command("doctor")(doctor)
+    app.command("models")(models)
+
+
+def _fmt_t(t: float | None) -> str:
+    if t is None:
+        return "-"
+    h, rem = divmod(float(t), 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:05.2f}" if h else f"{int(m):02d}:{s:05.2f}"
+
+
+def _video_or_exit(store, ref: str) -> dict:
+    video = store.find_video(ref)
+    if not video:
+        err(f"{ref}: not indexed (run `vqa index {ref}`)")
+        raise typer.Exit(1)
+    return video
+
+
+def scenes(
+    video: Annotated[str, typer.Argument(help="Video path (or its fingerprint).")],
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a video's scenes with their captions."""
+    with errors_to_exit(), open_store(db, must_exist=True) as store:
+        v = _video_or_exit(store, video)
+        srun = store.latest_run(v["id"], "scenes")
+        if not srun:
+            err(f"{video}: scenes not indexed yet (run `vqa index {video}`)")
+            raise typer.Exit(1)
+        crun = store.latest_run(v["id"], "captions")
+        caps = {c["scene_idx"]: c["text"] for c in store.captions(crun["key"])} if crun else {}
+        random_caps = bool(crun and json.loads(crun["stats"] or "{}").get("random_weights"))
+        rows = [{"scene": s["idx"] + 1, "start": round(s["start"], 3), "end": round(s["end"], 3),
+                 "caption": caps.get(s["idx"])} for s in store.scenes(srun["key"])]
+        if json_out:
+            out_json({"video": v["path"], "video_id": v["id"], "duration": v["duration"],
+                      "captions_random_weights": random_caps, "scenes": rows})
+            return
+        typer.echo(f"{v['path']}  ({_fmt_t(v['duration'])}, {len(rows)} scenes)")
+        for r in rows:
+            cap = r["caption"] or ""
+            if cap and random_caps:
+                cap = f"[random-weights captioner] {cap}"
+            typer.echo(f"{r['scene']:4d}  {_fmt_t(r['start'])} - {_fmt_t(r['end'])}  {cap}")
+
+
+def ls(
+    db: DbOpt = None,
+    profile: ProfileOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="List inputs that failed, with the cause.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List indexed videos and how complete each stage is for the current profile."""
+    from pipelines.indexing import IndexOptions, stage_status
+    from pipelines.models import get_profile
+
+    with errors_to_exit(), open_store(db) as store:
+        if failed:
+            rows = store.failed()
+            if json_out:
+                out_json(rows)
+            for r in rows if not json_out else []:
+                typer.echo(f"{r['path']}: {r['message']}")
+            return
+        prof = get_profile(profile)
+        out = []
+        for v in store.list_videos():
+            paths = store.video_paths(v["id"])
+            status = stage_status(store, v["id"], prof, IndexOptions(), path=paths[0] if paths else None)
+            out.append({"video_id": v["id"], "paths": paths, "duration": v["duration"], "stages": status,
+                        "complete": all(s == "done" for s in status.values())})
+        if json_out:
+            out_json(out)
+            return
+        for r in out:
+            marks = " ".join(f"{k}:{'ok' if s == 'done' else s}" for k, s in r["stages"].items())
+            typer.echo(f"{r['video_id'][:12]}  {_fmt_t(r['duration']):>10}  {r['paths'][0] if r['paths'] else '?'}"
+                       f"  [{marks}]")
+
+
+def rm(
+    videos: Annotated[list[str], typer.Argument(help="Video paths or fingerprints to forget.")],
+    db: DbOpt = None,
+) -> None:
+    """Forget videos: their scenes, frames, captions, texts and answers."""
+    failed = 0
+    with errors_to_exit(), open_store(db, must_exist=True) as store:
+        for ref in videos:
+            v = store.find_video(ref)
+            if not v:
+                err(f"{ref}: not indexed")
+                failed += 1
+                continue
+            store.delete_video(v["id"])
+            typer.echo(f"removed {ref}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def gc(db: DbOpt = None) -> None:
+    """Forget videos whose files are all gone, drop unfinished runs' leftovers, and vacuum."""
+    with errors_to_exit(), open_store(db, must_exist=True) as store:
+        removed = 0
+        for v in store.list_videos():
+            paths = store.video_paths(v["id"])
+            for p in paths:
+                if not os.path.exists(p):
+                    store.forget_path(p)
+            if not any(os.path.exists(p) for p in paths):
+                store.delete_video(v["id"])
+                removed += 1
+        store.db.execute("VACUUM")
+        typer.echo(f"{removed} videos forgotten; database vacuumed")
+
+
+def doctor(db: DbOpt = None, profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
+    """Check ffmpeg, GPU, models, and the database's health."""
+    from pipelines.doctor import run_checks
+
+    with errors_to_exit():
+        checks = run_checks(db_path(db), profile)
+    if json_out:
+        out_json(checks)
+    else:
+        for c in checks:
+            typer.echo(f"[{'ok' if c['ok'] else '!!'}] {c['name']:<22} {c['detail']}")
+    if not all(c["ok"] or c.get("optional") for c in checks):
+        raise typer.Exit(1)
+
+
+def models(profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
+    """List the model profiles and what each resolves to."""
+    from pipelines.models import PROFILES
+
+    rows = [p.as_dict() for name, p in PROFILES.items() if not profile or name == profile]
+    if json_out:
+        out_json(rows)
+        return
+    for p in rows:
+        typer.echo(f"{p['name']}: {p['description']}")
+        for k in ("clip", "captioner", "answerer", "transcriber", "ocr", "text_embedder"):
+            label = "  (random weights)" if k in p["random_weights"] else ""
+            typer.echo(f"  {k:<14} {p[k] or '-'}{label}")
+        typer.echo("")
