@@ -56,7 +56,7 @@ def expand_inputs(items: Iterable[str], *, pattern: str | None = None) -> list[s
             out.append(p)
 
     for item in items:
-        if os.path.isdir(item) and not os.path.splitext(item)[1].lower() in VIDEO_EXTENSIONS:
+        if os.path.isdir(item) and os.path.splitext(item)[1].lower() not in VIDEO_EXTENSIONS:
             for p in _walk(item, pattern):
                 add(p)
         elif not os.path.exists(item) and glob.has_magic(item):

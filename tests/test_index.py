@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index.store import Store, from_blob
+from index.store import Store
 from tests.conftest import SCENE_DURATIONS, jsonl
 from tests.synth import hex_rgb
 

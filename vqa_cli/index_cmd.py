@@ -58,7 +58,7 @@ def index(
 
     Unchanged videos are skipped in milliseconds; a renamed copy is recognised by its content.
     Exit code 1 if any input failed (the others are still indexed)."""
-    from pipelines.indexing import IndexOptions, Indexer
+    from pipelines.indexing import Indexer, IndexOptions
     from pipelines.inputs import expand_inputs, read_stdin_paths
     from pipelines.segment import DETECTORS, SceneParams
 

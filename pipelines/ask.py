@@ -1,0 +1,385 @@
+"""`vqa search` and `vqa ask`: query-oriented keyframe search over the index, then an answer with evidence.
+
+Search (no language model): decompose the question into what must be seen, score every indexed frame
+against each sub-query with CLIP, add the moments found in speech / on-screen text / captions as
+priors, zoom (decode extra frames densely around the best ranges, score them), select K relevant and
+distinct keyframes. Ask: give those frames (resolution by relevance) and the relevant timed text to an
+answerer, and return the answer with its evidence and the settings to reproduce it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from index.store import Store
+
+from . import keyframes as kf
+from .errors import NotIndexedError, VqaError
+from .indexing import Indexer, IndexOptions
+from .media import decode, probe, read_frame_at
+from .models import Models
+from .textsearch import TextHit, lines_near, search_text
+
+PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    k: int = 8
+    zoom_rounds: int = 2
+    seed: int = 0
+    frame_width: int = 448  # width of the frames given to the answerer (before per-frame budgets)
+    total_pixels: int | None = None  # QuoTA-style budget over all frames; None: k * 448 * 252
+    context_lines: int = 12
+    max_new_tokens: int = 64
+    use_text: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchOutcome:
+    video: dict
+    subqueries: list[kf.SubQuery]
+    result: kf.SearchResult
+    text_hits: list[TextHit]
+    priors: list[tuple[float, float, float]]
+    zoom_frames: dict[float, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _resolve_video(store: Store, ref: str, *, indexer: Indexer | None) -> dict:
+    video = store.find_video(ref)
+    if indexer is not None and os.path.isfile(ref):
+        res = indexer.index(ref)  # indexes what is missing (nothing when already indexed)
+        if res.status == "failed":
+            raise VqaError(res.error or "indexing failed", ref)
+        video = store.get_video(res.video_id)
+    if not video:
+        raise NotIndexedError("not indexed (run `vqa index` first)", ref)
+    return video
+
+
+def _video_path(store: Store, video: dict) -> str | None:
+    for p in [video["path"], *store.video_paths(video["id"])]:
+        if p and os.path.isfile(p):
+            return p
+    return None
+
+
+def _frames_run(store: Store, video: dict, models: Models) -> dict:
+    from .indexing import spec_fingerprint
+
+    fp = spec_fingerprint(models.profile.clip)
+    rows = list(store.db.query(
+        "select * from runs where video_id = ? and stage = 'frames' and status = 'done' and model_fp = ? "
+        "order by finished_at desc limit 1", [video["id"], fp]))
+    if not rows:
+        raise NotIndexedError(f"no frame embeddings with CLIP '{models.profile.clip}' "
+                              f"(run `vqa index` with the same profile/--clip)", video["path"])
+    return rows[0]
+
+
+def search_keyframes(store: Store, models: Models, ref: str, question: str, options: list[str] | None = None,
+                     opts: AskOptions = AskOptions(), *, indexer: Indexer | None = None) -> SearchOutcome:
+    t0 = time.perf_counter()
+    video = _resolve_video(store, ref, indexer=indexer)
+    run = _frames_run(store, video, models)
+    times, vecs = store.frame_matrix(run["key"])
+    if not len(times):
+        raise VqaError("the video has no indexed frames", video["path"])
+    clip = models.clip()
+    subs = kf.decompose_question(question, options or [])
+    qvecs = clip.embed_texts([s.text for s in subs])
+    sims = (vecs @ qvecs.T).T  # (Q, N)
+    weights = [s.weight for s in subs]
+    t_embed = time.perf_counter()
+
+    hits: list[TextHit] = []
+    priors: list[tuple[float, float, float]] = []
+    if opts.use_text:
+        temb = models.text_embedder() if models.profile.text_embedder else None
+        hits = search_text(store, video["id"], question + " " + " ".join(options or []), text_embedder=temb,
+                           limit=opts.context_lines)
+        if hits:
+            top = hits[0].score
+            priors = [(h.start, h.end, 2.0 * h.score / top) for h in hits[:4]]
+    t_text = time.perf_counter()
+
+    path = _video_path(store, video)
+    info = probe(path) if path else None
+    zoom_frames: dict[float, np.ndarray] = {}
+
+    def densify(ranges, fps):
+        if info is None:
+            return np.zeros(0), np.zeros((len(subs), 0))
+        new_t, frames = [], []
+        for a, b in ranges:
+            for t, f in decode(path, fps=fps, width=models.profile.decode_width, info=info, start=a,
+                               duration=max(b - a, 1.0 / fps)):
+                new_t.append(t)
+                frames.append(f)
+        if not frames:
+            return np.zeros(0), np.zeros((len(subs), 0))
+        fv = clip.embed_images(frames)
+        for t, f in zip(new_t, frames):
+            zoom_frames[round(t, 3)] = f
+        return np.asarray(new_t), (fv @ qvecs.T).T
+
+    params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path else 0, seed=opts.seed)
+    result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,
+                                bounds=(0.0, float(video["duration"] or times[-1])))
+    t_end = time.perf_counter()
+    timings = {"embed_query_ms": (t_embed - t0) * 1000, "text_ms": (t_text - t_embed) * 1000,
+               "search_ms": (t_end - t_text) * 1000}
+    return SearchOutcome(video, subs, result, hits, priors, zoom_frames, timings)
+
+
+# -- vqa search: moments, no language model ------------------------------------------------------------
+
+def search_moments(store: Store, models: Models, ref: str, text: str, *, top: int = 5,
+                   indexer: Indexer | None = None) -> dict:
+    """The best matching moments (start, end, score, scene, channel) from frames and timed text."""
+    video = _resolve_video(store, ref, indexer=indexer)
+    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=top, zoom_rounds=0),
+                           indexer=None)
+    scenes = _scenes(store, video["id"])
+    moments = []
+    for k in out.result.keyframes:
+        moments.append({"start": max(0.0, k.t - 0.5), "end": k.t + 0.5, "t": k.t, "score": k.score,
+                        "channel": "visual", "text": None})
+    for h in out.text_hits:
+        moments.append({"start": h.start, "end": h.end, "t": (h.start + h.end) / 2, "score": None,
+                        "channel": h.source, "text": h.text, "via": h.via})
+    ranked = _fuse_moments(moments, out.result.keyframes, out.text_hits)[:top]
+    for m in ranked:
+        m["scene"] = _scene_of(scenes, m["t"])
+    return {"video": video["path"], "video_id": video["id"], "query": text,
+            "subqueries": [s.as_dict() for s in out.subqueries], "moments": ranked,
+            "timings": {k: round(v, 2) for k, v in out.timings.items()}}
+
+
+def _fuse_moments(moments: list[dict], keyframes, hits) -> list[dict]:
+    """Reciprocal-rank fusion of the visual ranking and the text ranking; overlapping moments merge and
+    keep every channel that found them."""
+    vis = sorted([m for m in moments if m["channel"] == "visual"], key=lambda m: -m["score"])
+    txt = [m for m in moments if m["channel"] != "visual"]
+    for rank, m in enumerate(vis):
+        m["rrf"] = 1.0 / (10 + rank)
+    for rank, m in enumerate(txt):
+        m["rrf"] = 1.5 / (10 + rank)  # what is said or written is exact when it matches
+    merged: list[dict] = []
+    for m in sorted(vis + txt, key=lambda m: -m["rrf"]):
+        for g in merged:
+            if m["start"] <= g["end"] + 0.5 and g["start"] <= m["end"] + 0.5:
+                g["rrf"] += m["rrf"]
+                g["channels"] = sorted(set(g["channels"]) | {m["channel"]})
+                if m.get("text") and not g.get("text"):
+                    g["text"] = m["text"]
+                break
+        else:
+            merged.append({"start": m["start"], "end": m["end"], "t": m["t"], "rrf": m["rrf"],
+                           "channels": [m["channel"]], "text": m.get("text"),
+                           "visual_score": m["score"] if m["channel"] == "visual" else None})
+    merged.sort(key=lambda g: -g["rrf"])
+    return [{"start": round(g["start"], 3), "end": round(g["end"], 3), "score": round(g["rrf"], 4),
+             "channels": g["channels"], "text": g["text"],
+             "visual_score": None if g["visual_score"] is None else round(g["visual_score"], 4),
+             "t": g["t"]} for g in merged]
+
+
+def search_library(store: Store, models: Models, text: str, *, top: int = 10) -> dict:
+    """`vqa search --all`: every indexed video, through the library-wide FAISS index."""
+    from index.vectors import LibraryIndex, top_k
+
+    from .indexing import spec_fingerprint
+
+    lib = LibraryIndex.load(store, spec_fingerprint(models.profile.clip))
+    clip = models.clip()
+    subs = kf.decompose_question(text)
+    q = clip.embed_texts([s.text for s in subs])
+    w = np.asarray([s.weight for s in subs], dtype=np.float32)
+    qv = (q * w[:, None]).sum(axis=0)
+    qv /= max(np.linalg.norm(qv), 1e-12)
+    scores, ids = top_k(lib.index, qv[None, :], top * 20)
+    results, seen = [], []
+    for s, i in zip(scores[0], ids[0]):
+        vid, t = lib.video_ids[i], float(lib.times[i])
+        if any(v == vid and abs(t - u) < 2.0 for v, u in seen):
+            continue
+        seen.append((vid, t))
+        video = store.get_video(vid)
+        results.append({"video": video["path"] if video else vid, "video_id": vid, "start": max(0.0, t - 0.5),
+                        "end": t + 0.5, "score": round(float(s), 4), "channels": ["visual"]})
+        if len(results) >= top:
+            break
+    return {"query": text, "videos": int(len(set(lib.video_ids.tolist()))), "frames": int(lib.index.ntotal),
+            "moments": results}
+
+
+def _scenes(store: Store, video_id: str) -> list[dict]:
+    run = store.latest_run(video_id, "scenes")
+    if not run:
+        return []
+    scenes = store.scenes(run["key"])
+    crun = store.latest_run(video_id, "captions")
+    caps = {c["scene_idx"]: c["text"] for c in store.captions(crun["key"])} if crun else {}
+    random_caps = bool(crun and json.loads(crun["stats"] or "{}").get("random_weights"))
+    for s in scenes:
+        s["caption"] = caps.get(s["idx"])
+        s["caption_random_weights"] = random_caps
+    return scenes
+
+
+def _scene_of(scenes: list[dict], t: float) -> int | None:
+    for s in scenes:
+        if s["start"] <= t < s["end"] or s is scenes[-1] and t >= s["start"]:
+            return s["idx"] + 1
+    return None
+
+
+# -- vqa ask -----------------------------------------------------------------------------------------------
+
+class Asker:
+    """Answers questions about indexed videos; the models are loaded once and reused for every question."""
+
+    def __init__(self, store: Store, models: Models, opts: AskOptions = AskOptions(),
+                 indexer: Indexer | None = None):
+        self.store = store
+        self.models = models
+        self.opts = opts
+        self.indexer = indexer
+
+    def ask(self, ref: str, question: str, options: list[str] | None = None, *,
+            save_frames: str | None = None) -> dict:
+
+        from .answer import AnswerRequest, ContextLine
+
+        opts = self.opts
+        t0 = time.perf_counter()
+        out = search_keyframes(self.store, self.models, ref, question, options, opts, indexer=self.indexer)
+        video = out.video
+        kfs = out.result.keyframes
+        path = _video_path(self.store, video)
+        t1 = time.perf_counter()
+        frames = self._frames(path, video, kfs, out.zoom_frames)
+        t2 = time.perf_counter()
+        total = opts.total_pixels or opts.k * 448 * 252
+        budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
+        scenes = _scenes(self.store, video["id"])
+        used_scene_ids = sorted({_scene_of(scenes, k.t) for k in kfs} - {None})
+        context: list[ContextLine] = []
+        random_caps = any(s.get("caption_random_weights") for s in scenes)
+        if not random_caps:
+            for s in scenes:
+                if s["idx"] + 1 in used_scene_ids and s.get("caption"):
+                    context.append(ContextLine(s["start"], s["end"], "caption", s["caption"]))
+        if opts.use_text:
+            seen = set()
+            for h in out.text_hits[: opts.context_lines]:
+                if h.source == "caption" and random_caps:
+                    continue
+                seen.add((h.source, h.start, h.text))
+                context.append(ContextLine(h.start, h.end, h.source, h.text))
+            for r in lines_near(self.store, video["id"], [k.t for k in kfs]):
+                key = (r["source"], r["start"], r["text"])
+                if key not in seen and len(context) < opts.context_lines + len(used_scene_ids):
+                    seen.add(key)
+                    context.append(ContextLine(r["start"], r["end"], r["source"], r["text"]))
+        context.sort(key=lambda c: (c.start, c.source))
+        answerer = self.models.answerer()
+        req = AnswerRequest(question=question, options=list(options or []), frames=frames,
+                            timestamps=[k.t for k in kfs], context=context, pixel_budgets=budgets,
+                            seed=opts.seed, max_new_tokens=opts.max_new_tokens)
+        ans = answerer.answer(req)
+        t3 = time.perf_counter()
+        saved = self._save(save_frames, frames, kfs) if save_frames else []
+        settings = self._settings(budgets, answerer, ans)
+        result = {
+            "video": video["path"], "video_id": video["id"], "question": question, "options": list(options or []),
+            "answer": {"text": ans.text, "choice": ans.choice, "choice_text": ans.choice_text,
+                       "cited": [round(c, 3) for c in ans.cited]},
+            "keyframes": [{**k.as_dict(), "scene": _scene_of(scenes, k.t), "pixels": b,
+                           **({"image": saved[i]} if saved else {})} for i, (k, b) in enumerate(zip(kfs, budgets))],
+            "scenes": [{"scene": s["idx"] + 1, "start": round(s["start"], 3), "end": round(s["end"], 3),
+                        "caption": s["caption"], "caption_random_weights": s["caption_random_weights"]}
+                       for s in scenes if s["idx"] + 1 in used_scene_ids],
+            "context": [{"source": c.source, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
+                        for c in ans.context_used],
+            "subqueries": [s.as_dict() for s in out.subqueries],
+            "settings": settings,
+            "timings": {**{k: round(v, 1) for k, v in out.timings.items()},
+                        "frames_ms": round((t2 - t1) * 1000, 1), "answer_ms": round((t3 - t2) * 1000, 1),
+                        "total_ms": round((t3 - t0) * 1000, 1), "frames_scored": out.result.frames_scored},
+            "trace": out.result.trace,
+        }
+        result["answer_id"] = self.store.add_answer({
+            "video_id": video["id"], "question": question, "options": list(options or []), "answer": ans.text,
+            "choice": ans.choice, "keyframes": result["keyframes"], "evidence": result["context"],
+            "settings": settings, "timings": result["timings"], "trace": out.result.trace})
+        return result
+
+    def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict) -> list:
+        """Answer-resolution frames at the keyframes' times: zoom frames already decoded are reused;
+        the others are read from the file (in parallel), or from stored thumbnails if the file is gone."""
+        from PIL import Image
+
+        info = probe(path) if path else None
+
+        def one(k):
+            f = zoom_frames.get(round(k.t, 3))
+            if f is None and info is not None:
+                f = read_frame_at(path, k.t, width=self.opts.frame_width, info=info)
+            if f is None:
+                run = _frames_run(self.store, video, self.models)
+                jpeg = self.store.frame_jpegs(run["key"], [k.t])[k.t]
+                return Image.open(io.BytesIO(jpeg)).convert("RGB")
+            return Image.fromarray(f)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(one, kfs))
+
+    @staticmethod
+    def _save(folder: str, frames, kfs) -> list[str]:
+        os.makedirs(folder, exist_ok=True)
+        out = []
+        for im, k in zip(frames, kfs):
+            p = os.path.join(folder, f"frame_{k.t:010.3f}s.jpg")
+            im.save(p, quality=90)
+            out.append(p)
+        return out
+
+    def _settings(self, budgets, answerer, ans) -> dict:
+        from .indexing import spec_fingerprint
+
+        prof = self.models.profile
+        clip = self.models.clip()
+        return {
+            "profile": prof.name,
+            "models": {
+                "clip": {"name": prof.clip, "fingerprint": spec_fingerprint(prof.clip),
+                         "random_weights": bool(clip.random_weights)},
+                "answerer": {"name": prof.answerer, "fingerprint": getattr(answerer, "fingerprint", None),
+                             "random_weights": bool(getattr(answerer, "random_weights", False))},
+                "captioner": {"name": prof.captioner, "fingerprint": spec_fingerprint(prof.captioner),
+                              "random_weights": prof.captioner in ("tiny-blip",)},
+                "text_embedder": {"name": prof.text_embedder} if prof.text_embedder else None,
+            },
+            "k": self.opts.k, "seed": self.opts.seed, "frame_width": self.opts.frame_width,
+            "pixel_budgets": budgets, "prompt_template": getattr(ans, "prompt_template", PROMPT_TEMPLATE_ID),
+            "search": kf.SearchParams(k=self.opts.k, zoom_rounds=self.opts.zoom_rounds, seed=self.opts.seed).as_dict(),
+            "max_new_tokens": self.opts.max_new_tokens,
+        }
+
+
+def default_indexer(store: Store, models: Models, progress=None) -> Indexer:
+    return Indexer(store, models, IndexOptions(), progress=progress)

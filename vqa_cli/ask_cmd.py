@@ -1,0 +1,262 @@
+"""`vqa ask`, `vqa search`, `vqa log`, `vqa transcript`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import (
+    AnswererOpt,
+    ClipOpt,
+    ClipPretrainedOpt,
+    DbOpt,
+    DeviceOpt,
+    JsonOpt,
+    ProfileOpt,
+    StderrProgress,
+    build_models,
+    err,
+    errors_to_exit,
+    open_store,
+    out_json,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
+    app.command("search")(search)
+    app.command("log")(log)
+    app.command("transcript")(transcript)
+
+
+def _fmt(t: float) -> str:
+    m, s = divmod(float(t), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{s:05.2f}" if h else f"{m:02d}:{s:05.2f}"
+
+
+def _print_answer(r: dict) -> None:
+    a = r["answer"]
+    head = f"{a['choice']}. {a['choice_text']}" if a.get("choice") else a["text"]
+    typer.echo(f"Answer: {head}")
+    if a.get("choice") and a["text"].strip() not in (a["choice"], head):
+        typer.echo(f"  (model said: {a['text'].strip()})")
+    if a.get("cited"):
+        typer.echo("Cited: " + ", ".join(_fmt(t) for t in a["cited"]))
+    random = [k for k, m in r["settings"]["models"].items() if m and m.get("random_weights")]
+    if random:
+        typer.echo(f"Note: random-weight models ({', '.join(random)}): this answer means nothing.")
+    typer.echo("Keyframes:")
+    for k in r["keyframes"]:
+        extra = f"  {k['image']}" if k.get("image") else ""
+        zoom = f", zoom round {k['round']}" if k["round"] else ""
+        typer.echo(f"  {_fmt(k['t'])}  score {k['score']:+.2f}  scene {k['scene']}{zoom}{extra}")
+    if r["context"]:
+        typer.echo("Evidence lines:")
+        for c in r["context"]:
+            typer.echo(f"  [{c['source']} {_fmt(c['start'])}-{_fmt(c['end'])}] {c['text']}")
+    typer.echo(f"({r['timings']['total_ms'] / 1000:.2f} s; answer #{r['answer_id']})")
+
+
+def _read_questions(path: Path) -> list[dict]:
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("{"):
+            try:
+                obj = json.loads(s)
+            except json.JSONDecodeError as e:
+                items.append({"line": n, "error": f"line {n}: invalid JSON ({e.msg})"})
+                continue
+            items.append({"line": n, **obj})
+        else:
+            items.append({"line": n, "question": s})
+    return items
+
+
+def ask(
+    video: Annotated[str | None, typer.Argument(help="Video file (indexed first if needed).")] = None,
+    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="A choice (repeat for A, B, C…).")] = None,
+    frames: Annotated[int, typer.Option("--frames", "-k", min=1, help="Keyframes given to the answerer.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same keyframes and answer.")] = 0,
+    zoom_rounds: Annotated[int, typer.Option(min=0, help="Coarse-to-fine zoom rounds.")] = 2,
+    questions: Annotated[Path | None, typer.Option("--questions", help="JSON Lines ({question, options}) or "
+                                                                      "one question per line.")] = None,
+    batch: Annotated[Path | None, typer.Option("--batch", help="JSON Lines of {id, video, question, options}.")] = None,
+    save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Write the keyframes here.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
+    no_text: Annotated[bool, typer.Option("--no-text", help="Ignore speech and on-screen text.")] = False,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
+    api_model: Annotated[str | None, typer.Option(help="Model name on that server.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "VQA_API_KEY",
+    db: DbOpt = None,
+    profile: ProfileOpt = None,
+    device: DeviceOpt = None,
+    clip: ClipOpt = None,
+    clip_pretrained: ClipPretrainedOpt = None,
+    answerer: AnswererOpt = None,
+    json_out: JsonOpt = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+) -> None:
+    """Answer a question about a video, with the keyframes and timed text it rests on.
+
+    Many questions, one model load: --questions FILE (one video) or --batch FILE (many videos); both
+    write one JSON line per item, errors included, in input order."""
+    from pipelines.ask import Asker, AskOptions
+    from pipelines.errors import VqaError
+    from pipelines.indexing import Indexer, IndexOptions
+
+    if api_base and not answerer:
+        answerer = "openai"
+    if batch is None and (video is None or (question is None and questions is None)):
+        err("error: give VIDEO and QUESTION, or VIDEO --questions FILE, or --batch FILE")
+        raise typer.Exit(2)
+    opts = AskOptions(k=frames, seed=seed, zoom_rounds=zoom_rounds, max_new_tokens=max_new_tokens,
+                      use_text=not no_text)
+    failed = 0
+    with errors_to_exit(), open_store(db) as store:
+        models = build_models(profile, device=device, clip=clip, clip_pretrained=clip_pretrained,
+                              answerer=answerer, api_base=api_base, api_model=api_model, api_key_env=api_key_env)
+        bar = StderrProgress(progress)
+        asker = Asker(store, models, opts, indexer=Indexer(store, models, IndexOptions(), progress=bar))
+        if batch is not None or questions is not None:
+            items = _read_questions(batch or questions)
+            for item in items:
+                rid = item.get("id", item["line"])
+                if "error" in item:
+                    out_json({"id": rid, "error": item["error"]})
+                    failed += 1
+                    continue
+                try:
+                    vid = item.get("video") if batch is not None else video
+                    if not vid or not item.get("question"):
+                        raise VqaError("item needs 'video' and 'question'" if batch is not None
+                                       else "item needs 'question'")
+                    res = asker.ask(vid, item["question"], item.get("options") or [])
+                    bar.close()
+                    out_json({"id": rid, **res})
+                except VqaError as e:
+                    bar.close()
+                    out_json({"id": rid, "video": item.get("video", video), "question": item.get("question"),
+                              "error": str(e)})
+                    failed += 1
+        else:
+            res = asker.ask(video, question, option or [], save_frames=str(save_frames) if save_frames else None)
+            bar.close()
+            if json_out:
+                out_json(res)
+            else:
+                _print_answer(res)
+    if failed:
+        raise typer.Exit(1)
+
+
+def search(
+    video: Annotated[str | None, typer.Argument(help="Video file (or use --all).")] = None,
+    text: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    all_videos: Annotated[bool, typer.Option("--all", help="Search every indexed video.")] = False,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many moments.")] = 5,
+    db: DbOpt = None,
+    profile: ProfileOpt = None,
+    device: DeviceOpt = None,
+    clip: ClipOpt = None,
+    clip_pretrained: ClipPretrainedOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The best matching moments (start, end, score, scene, channel) without any language model."""
+    from pipelines.ask import search_library, search_moments
+    from pipelines.indexing import Indexer, IndexOptions
+
+    if all_videos and text is None:
+        video, text = None, video
+    if text is None or (video is None and not all_videos):
+        err("error: give VIDEO TEXT, or --all TEXT")
+        raise typer.Exit(2)
+    with errors_to_exit(), open_store(db) as store:
+        models = build_models(profile, device=device, clip=clip, clip_pretrained=clip_pretrained)
+        if all_videos:
+            res = search_library(store, models, text, top=top)
+        else:
+            res = search_moments(store, models, video, text, top=top,
+                                 indexer=Indexer(store, models, IndexOptions(), progress=StderrProgress()))
+    if json_out:
+        out_json(res)
+        return
+    for m in res["moments"]:
+        where = f"{m['video']}  " if all_videos else ""
+        scene = f"  scene {m['scene']}" if m.get("scene") else ""
+        found = ",".join(m["channels"])
+        said = f"  “{m['text']}”" if m.get("text") else ""
+        typer.echo(f"{where}{_fmt(m['start'])} - {_fmt(m['end'])}  score {m['score']:.3f}  [{found}]{scene}{said}")
+
+
+def log(
+    video: Annotated[str | None, typer.Argument(help="Only this video's answers.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Past answers, newest first."""
+    with errors_to_exit(), open_store(db, must_exist=True) as store:
+        vid = None
+        if video:
+            v = store.find_video(video)
+            if not v:
+                err(f"{video}: not indexed")
+                raise typer.Exit(1)
+            vid = v["id"]
+        rows = store.answers(vid, limit)
+    for r in rows:
+        for k in ("options", "keyframes", "evidence", "settings", "timings", "trace"):
+            r[k] = json.loads(r[k]) if r.get(k) else None
+    if json_out:
+        out_json(rows)
+        return
+    for r in rows:
+        kfs = ", ".join(_fmt(k["t"]) for k in r["keyframes"] or [])
+        typer.echo(f"#{r['id']}  {r['question']}\n    -> {r['answer']}  [{kfs}]")
+
+
+def transcript(
+    video: Annotated[str, typer.Argument(help="Indexed video.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, srt, vtt or json.")] = "text",
+    srt: Annotated[bool, typer.Option("--srt", help="Same as --format srt.")] = False,
+    vtt: Annotated[bool, typer.Option("--vtt", help="Same as --format vtt.")] = False,
+    json_out: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Print what is said in a video (from `vqa index`)."""
+    fmt = "srt" if srt else "vtt" if vtt else "json" if json_out else fmt
+    with errors_to_exit(), open_store(db, must_exist=True) as store:
+        v = store.find_video(video)
+        if not v:
+            err(f"{video}: not indexed (run `vqa index {video}`)")
+            raise typer.Exit(1)
+        run = store.latest_run(v["id"], "transcript")
+        if not run:
+            err(f"{video}: no transcript (index with a profile that has a speech model, e.g. --profile offline)")
+            raise typer.Exit(1)
+        lines = store.texts(run["key"])
+        status = json.loads(run["stats"] or "{}").get("status")
+    from pipelines.transcribe import Segment, to_srt, to_vtt
+
+    segs = [Segment(r["start"], r["end"], r["text"], r["confidence"] or 0.0, r["source"]) for r in lines]
+    if fmt == "json":
+        out_json({"video": v["path"], "status": status, "segments": [
+            {"start": s.start, "end": s.end, "text": s.text, "confidence": s.confidence} for s in segs]})
+    elif fmt == "srt":
+        sys.stdout.write(to_srt(segs))
+    elif fmt == "vtt":
+        sys.stdout.write(to_vtt(segs))
+    else:
+        if not segs:
+            err(f"{video}: transcript is empty ({status})")
+        for s in segs:
+            typer.echo(f"[{_fmt(s.start)} - {_fmt(s.end)}] {s.text}")
