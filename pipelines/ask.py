@@ -22,7 +22,7 @@ import numpy as np
 from index.store import Store
 
 from . import keyframes as kf
-from .errors import NotIndexedError, VqaError
+from .errors import MediaError, NotIndexedError, VqaError
 from .indexing import Indexer, IndexOptions
 from .media import decode, probe, read_frame_at
 from .models import Models
@@ -65,6 +65,8 @@ def _resolve_video(store: Store, ref: str, *, indexer: Indexer | None) -> dict:
             raise VqaError(res.error or "indexing failed", ref)
         video = store.get_video(res.video_id)
     if not video:
+        if not os.path.exists(ref):
+            raise MediaError("no such file (and no indexed video by that name)", ref)
         raise NotIndexedError("not indexed (run `vqa index` first)", ref)
     return video
 
