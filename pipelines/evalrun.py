@@ -1,0 +1,267 @@
+"""The runner that binds `vqa eval`'s methods to the product: one call per (item, method).
+
+Methods (see :data:`METHODS`):
+- ``uniform``: K evenly spaced times over the probed duration (no model; scores None);
+- ``topk``: plain CLIP top-K over the indexed frames, scored against the raw question text;
+- ``vqa``: the product's keyframe search (:func:`pipelines.ask.search_keyframes`; with answers,
+  :class:`pipelines.ask.Asker` end to end).
+Unless ``search_only``, each method's own frames then go to the answerer; the baselines get the timed
+text near their keyframes as context, the product what its search found. Every video is indexed (what
+is missing) once, before its first method runs; fps and duration of the file go with every result.
+
+    runner = make_runner(store, models, indexer, k=8, seed=0, search_only=True, zoom_rounds=2)
+    summary = run_eval(items, ["uniform", "topk", "vqa"], runner, "results.jsonl")
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from index.store import Store
+
+from .errors import VqaError
+from .evaluate import EvalDataError, EvalItem, read_results, topk_indices, uniform_times
+from .indexing import Indexer, spec_fingerprint
+from .media import VideoInfo, probe
+from .models import Models
+
+METHODS = ("uniform", "topk", "vqa")
+
+
+@dataclass(frozen=True)
+class EvalRunOptions:
+    """What a whole run shares; recorded in every result line's ``settings["eval"]``."""
+
+    k: int = 8
+    seed: int = 0
+    search_only: bool = False
+    zoom_rounds: int = 2
+    frame_width: int = 448  # width of the frames the answerer gets (as `vqa ask`)
+    max_new_tokens: int = 64
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Video:
+    path: str
+    info: VideoInfo | None = None
+    video: dict | None = None  # the store's row
+    error: str | None = None
+    index_ms: float | None = None  # reported once, with the first result of the video
+    index_status: str | None = None
+
+
+class EvalRunner:
+    """``runner(item, method) -> dict`` for :func:`pipelines.evaluate.run_eval`."""
+
+    def __init__(self, store: Store, models: Models, indexer: Indexer | None, opts: EvalRunOptions):
+        if opts.k < 1:
+            raise ValueError("k must be >= 1")
+        self.store = store
+        self.models = models
+        self.indexer = indexer
+        self.opts = opts
+        self._videos: dict[str, _Video] = {}
+        self._frames: dict[str, tuple[Any, Any]] = {}  # video id -> (times, embeddings) of the index
+
+    # -- what a run is -----------------------------------------------------------------------------------
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that make two runs comparable (checked before resuming a results file)."""
+        prof = self.models.profile
+        return {
+            **self.opts.as_dict(), "profile": prof.name, "clip": prof.clip,
+            "clip_fingerprint": _clip_fingerprint(self.models),
+            "answerer": None if self.opts.search_only else prof.answerer,
+        }
+
+    # -- the runner ------------------------------------------------------------------------------------
+    def __call__(self, item: EvalItem, method: str) -> dict:
+        if method not in METHODS:
+            raise ValueError(f"unknown search method {method!r} (choose from {', '.join(METHODS)})")
+        v = self._prepare(item.video)
+        timings: dict[str, float] = {}
+        if v.index_ms is not None:
+            timings["index_ms"] = round(v.index_ms, 1)
+            v.index_ms = None
+        if method in ("topk", "vqa"):
+            self.models.clip()  # loaded once, outside the timed search
+        if method == "vqa" and not self.opts.search_only:
+            out = self._ask(item, v)
+        else:
+            out = getattr(self, f"_{method}")(item, v)
+            if not self.opts.search_only:
+                self._answer(item, v, out)
+        timings.update(out.pop("timings"))
+        settings = {"eval": self.run_settings(), "method": method, **out.pop("settings", {})}
+        return {**out, "timings": timings, "settings": settings, "fps": v.info.fps, "annotation_fps": item.fps,
+                "duration": v.info.duration, "video_id": v.video["id"], "index_status": v.index_status}
+
+    def _prepare(self, path: str) -> _Video:
+        """Probe and index a video once; a failure is remembered and raised for each of its methods."""
+        v = self._videos.get(path)
+        if v is None:
+            v = self._videos[path] = _Video(path)
+            try:
+                v.info = probe(path)
+                t0 = time.perf_counter()
+                if self.indexer is not None:
+                    res = self.indexer.index(path)
+                    if res.status == "failed":
+                        raise VqaError(f"indexing failed: {res.error}", path)
+                    v.index_status = res.status
+                    v.video = self.store.get_video(res.video_id)
+                else:
+                    v.video = self.store.find_video(path)
+                    v.index_status = "existing" if v.video else None
+                    if not v.video:
+                        raise VqaError("not indexed (run `vqa index` first)", path)
+                v.index_ms = (time.perf_counter() - t0) * 1000
+            except VqaError as e:
+                v.error = str(e)
+        if v.error:
+            raise VqaError(v.error)
+        return v
+
+    # -- frame choice ----------------------------------------------------------------------------------
+    def _uniform(self, item: EvalItem, v: _Video) -> dict:
+        t0 = time.perf_counter()
+        times = uniform_times(v.info.duration, self.opts.k)
+        ms = (time.perf_counter() - t0) * 1000
+        return {"keyframes": [{"t": round(t, 3), "score": None} for t in times], "frames_scored": 0,
+                "timings": {"search_ms": ms}}
+
+    def _index_frames(self, v: _Video):
+        from .ask import _frames_run
+
+        key = v.video["id"]
+        if key not in self._frames:
+            run = _frames_run(self.store, v.video, self.models)
+            self._frames[key] = self.store.frame_matrix(run["key"])
+        return self._frames[key]
+
+    def _topk(self, item: EvalItem, v: _Video) -> dict:
+        t0 = time.perf_counter()
+        times, vecs = self._index_frames(v)
+        if not len(times):
+            raise VqaError("the video has no indexed frames", v.path)
+        q = self.models.clip().embed_texts([item.question])[0]
+        scores = vecs @ q
+        idx = topk_indices(scores.tolist(), self.opts.k)
+        ms = (time.perf_counter() - t0) * 1000
+        return {"keyframes": [{"t": round(float(times[i]), 3), "score": round(float(scores[i]), 4)} for i in idx],
+                "frames_scored": int(len(times)), "timings": {"search_ms": ms}}
+
+    def _ask_options(self):
+        from .ask import AskOptions
+
+        o = self.opts
+        return AskOptions(k=o.k, zoom_rounds=o.zoom_rounds, seed=o.seed, frame_width=o.frame_width,
+                          max_new_tokens=o.max_new_tokens)
+
+    def _vqa(self, item: EvalItem, v: _Video) -> dict:
+        from .ask import search_keyframes
+
+        t0 = time.perf_counter()
+        out = search_keyframes(self.store, self.models, v.path, item.question, list(item.options),
+                               self._ask_options(), indexer=None)
+        ms = (time.perf_counter() - t0) * 1000
+        res = out.result
+        return {"keyframes": [k.as_dict() for k in res.keyframes], "frames_scored": int(res.frames_scored),
+                "timings": {"search_ms": ms, **{f"vqa_{k}": round(x, 1) for k, x in out.timings.items()}},
+                "trace": res.trace, "subqueries": [s.as_dict() for s in out.subqueries],
+                "settings": {"search": res.params.as_dict()}}
+
+    # -- answering -------------------------------------------------------------------------------------
+    def _ask(self, item: EvalItem, v: _Video) -> dict:
+        """The product end to end (search, frames, context, answer), as `vqa ask` runs it."""
+        from .ask import Asker
+
+        r = Asker(self.store, self.models, self._ask_options(), indexer=None).ask(
+            v.path, item.question, list(item.options))
+        t = r["timings"]
+        search_ms = sum(t.get(k, 0.0) for k in ("embed_query_ms", "text_ms", "search_ms"))
+        return {"keyframes": r["keyframes"], "frames_scored": int(t["frames_scored"]),
+                **_answer_fields(r["answer"]),
+                "timings": {"search_ms": search_ms, **{f"vqa_{k}": x for k, x in t.items() if k != "frames_scored"}},
+                "trace": r["trace"], "subqueries": r["subqueries"], "context": r["context"],
+                "answer_id": r["answer_id"], "settings": {"ask": r["settings"]}}
+
+    def _answer(self, item: EvalItem, v: _Video, out: dict) -> None:
+        """A baseline's own frames (and the timed text near them) to the answerer; adds to ``out``."""
+        from PIL import Image
+
+        from . import keyframes as kf
+        from .answer import AnswerRequest, ContextLine
+        from .media import read_frame_at
+        from .textsearch import lines_near
+
+        o = self.opts
+        t0 = time.perf_counter()
+        keyframes = out["keyframes"]
+        times = [float(k["t"]) for k in keyframes]
+        frames = [Image.fromarray(read_frame_at(v.path, t, width=o.frame_width, info=v.info)) for t in times]
+        scores = [k["score"] if k.get("score") is not None else 0.0 for k in keyframes]
+        budgets = kf.frame_budgets(scores, o.k * 448 * 252, 64 * 64, 1280 * 720)
+        rows = sorted(lines_near(self.store, v.video["id"], times), key=lambda r: (r["start"], r["source"]))
+        context = [ContextLine(r["start"], r["end"], r["source"], r["text"]) for r in rows[: 12 + o.k]]
+        t1 = time.perf_counter()
+        answerer = self.models.answerer()
+        ans = answerer.answer(AnswerRequest(
+            question=item.question, options=list(item.options), frames=frames, timestamps=times, context=context,
+            pixel_budgets=budgets, seed=o.seed, max_new_tokens=o.max_new_tokens))
+        t2 = time.perf_counter()
+        out["timings"].update({"frames_ms": round((t1 - t0) * 1000, 1), "answer_ms": round((t2 - t1) * 1000, 1)})
+        out.setdefault("settings", {})["answer"] = {
+            "answerer": self.models.profile.answerer, "fingerprint": getattr(answerer, "fingerprint", None),
+            "random_weights": bool(getattr(answerer, "random_weights", False)),
+            "prompt_template": ans.prompt_template, "pixel_budgets": budgets, "frame_width": o.frame_width,
+            "context": "timed text within 2 s of the keyframes"}
+        out.update(_answer_fields({"text": ans.text, "choice": ans.choice, "choice_text": ans.choice_text,
+                                   "cited": [round(c, 3) for c in ans.cited]}))
+        out["context"] = [{"source": c.source, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
+                          for c in ans.context_used]
+
+
+def _answer_fields(a: Mapping[str, Any]) -> dict:
+    """``answer`` is what gets graded: the chosen letter for multiple choice, else the reply's text."""
+    return {"answer": a.get("choice") or a.get("text"), "answer_detail": dict(a)}
+
+
+def _clip_fingerprint(models: Models) -> str:
+    spec = models.profile.clip
+    if models.clip_pretrained:
+        spec = f"{spec.partition('@')[0]}@{models.clip_pretrained}"
+    return spec_fingerprint(spec)
+
+
+def make_runner(store: Store, models: Models, indexer: Indexer | None, *, k: int = 8, seed: int = 0,
+                search_only: bool = False, zoom_rounds: int = 2) -> EvalRunner:
+    """The runner for ``run_eval``: methods ``uniform``, ``topk``, ``vqa``; indexes missing videos
+    with ``indexer`` (None: they must be indexed already)."""
+    return EvalRunner(store, models, indexer, EvalRunOptions(k=k, seed=seed, search_only=search_only,
+                                                             zoom_rounds=zoom_rounds))
+
+
+def check_resumable(out_path: str | os.PathLike, settings: Mapping[str, Any]) -> None:
+    """Refuse to append to a results file written with other settings (K, seed, models...): its lines
+    and the new ones would be summarised as one run."""
+    for line in read_results(out_path):
+        if line.get("error"):
+            continue
+        old = (line.get("settings") or {}).get("eval")
+        if old == dict(settings):
+            continue
+        if not isinstance(old, Mapping):
+            diff = "it has no eval settings"
+        else:
+            keys = sorted(set(old) | set(settings))
+            diff = ", ".join(f"{key} {old.get(key)!r} -> {settings.get(key)!r}" for key in keys
+                             if old.get(key) != settings.get(key))
+        raise EvalDataError(f"results were written with other settings ({diff}); pass --no-resume to start "
+                            f"over, or another --out", os.fspath(out_path))
