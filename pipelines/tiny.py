@@ -76,7 +76,7 @@ def _wordpiece_vocab(extra: list[str]) -> dict[str, int]:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=extra)
+    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=extra, show_progress=False)
     tok.train_from_iterator(CORPUS, trainer=trainer)
     return tok.get_vocab()
 
@@ -86,6 +86,9 @@ def tiny_blip(root: Path | None = None) -> Path:
     target = (root or models_dir()) / "tiny-blip"
     if (target / "config.json").exists():
         return target
+    from .modelutil import quiet_hub
+
+    quiet_hub()
     import torch
     from transformers import (
         BertTokenizerFast,
