@@ -46,7 +46,8 @@ class OcrOptions:
     max_backoff: float = 8.0  # longest deferral while only non-text pixels change
     max_interval: float = 30.0  # detect at least this often, even when nothing seems to change
     crop_threshold: float = 6.0  # mean |gray difference| in a text box before it is read again
-    match_iou: float = 0.5
+    match_iou: float = 0.5  # a box this close to a tracked one continues its track...
+    same_box_iou: float = 0.8  # ...and keeps its text without reading if this close and its pixels unchanged
     min_confidence: float = 0.6
     min_text_height: int = 8  # pixels
     margin: float = 0.3  # context around a detected box for recognition, as a fraction of its height
@@ -68,6 +69,14 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def _covered(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> float:
+    """The fraction of ``inner``'s area that lies inside ``outer``."""
+    ix = max(0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    iy = max(0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    return ix * iy / area if area > 0 else 0.0
 
 
 def cell_means(diff: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -321,19 +330,21 @@ class OcrScanner:
         to_read: list[tuple[int, int | None]] = []  # (found index, track index or None)
         for j in range(len(found)):
             i = track_of.get(j)
-            if i is not None and not self._changed(self._tracks[i], gray):
-                keep.append(self._tracks[i])  # same pixels, same text: nothing to read
+            if i is not None and iou(self._tracks[i].box, found[j][0]) >= o.same_box_iou \
+                    and not self._changed(self._tracks[i], gray):
+                keep.append(self._tracks[i])  # same place, same pixels, same text: nothing to read
             else:
                 to_read.append((j, i))
         productive = False
         for i, tr in enumerate(self._tracks):
             if i in used_tracks:
                 continue
-            if self._changed(tr, gray):  # gone (or changed beyond recognition)
-                self._close(tr, self._change_time(tr.box, t))
+            cover = [box for box, _ in found if _covered(tr.box, box) >= 0.5]
+            if self._changed(tr, gray) or cover:  # gone, or now part of a longer line ("Gate" -> "Gate 4817")
+                self._close(tr, self._change_time(cover[0] if cover else tr.box, t))
                 productive = productive or tr.text is not None
             else:
-                keep.append(tr)  # pixels unchanged: a detector miss, the text is still there
+                keep.append(tr)  # pixels unchanged and nothing found there: a detector miss, the text stays
 
         r0 = time.perf_counter()
         readings = self.engine.recognize([self._crop_rgb(frame, found[j][1]) for j, _ in to_read])

@@ -36,8 +36,8 @@ def font(size: int = 40):
 
 
 def draw(texts: list[tuple[str, int]], *, bg=(30, 60, 120), fg=(255, 255, 255), square: tuple[int, int] | None = None,
-         size: int = 40) -> np.ndarray:
-    """A W x H RGB frame with each (text, top y) centred horizontally, and an optional moving square."""
+         size: int = 40, x: int | None = None) -> np.ndarray:
+    """A W x H RGB frame with each (text, top y) centred (or at ``x``), and an optional moving square."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (W, H), bg)
@@ -46,7 +46,7 @@ def draw(texts: list[tuple[str, int]], *, bg=(30, 60, 120), fg=(255, 255, 255), 
         d.rectangle([square[0], square[1], square[0] + 60, square[1] + 60], fill=(230, 140, 30))
     f = font(size)
     for text, y in texts:
-        d.text(((W - d.textlength(text, font=f)) / 2, y), text, font=f, fill=fg)
+        d.text((x if x is not None else (W - d.textlength(text, font=f)) / 2, y), text, font=f, fill=fg)
     return np.asarray(img)
 
 
@@ -179,6 +179,16 @@ def test_two_lines_in_one_frame(engine):
     scanner = OcrScanner(engine)
     scanner.feed(0.0, draw([("Harbor Tour", 40), ("Gate code 4817", 200)]))
     assert [i.text for i in scanner.finish(1.0)] == ["Harbor Tour", "Gate code 4817"]
+
+
+def test_text_that_grows_ends_the_shorter_reading(engine):
+    scanner = OcrScanner(engine)
+    for n in range(20):  # 4 s at 5 fps; the line grows at 2 s, the old pixels stay where they were
+        t = n / FPS
+        scanner.feed(t, draw([("Gate code" if t < 2 else "Gate code 4817", 100)], x=40))
+    got = [(i.text, i.start, i.end) for i in scanner.finish(4.0)]
+    assert got == [("Gate code", 0.0, 2.0), ("Gate code 4817", 2.0, 4.0)]
+    assert scanner.stats["frames_detected"] == 2 and scanner.stats["crops_recognised"] == 2
 
 
 def test_cost_follows_text_change_not_length(engine, changing_video):

@@ -26,6 +26,7 @@ from pipelines.transcribe import (  # noqa: E402
     logprob_confidence,
     parse_subtitles,
     read_sidecar,
+    segment_confidence,
     to_srt,
     to_vtt,
 )
@@ -102,6 +103,8 @@ def test_confidence_and_silence():
     assert logprob_confidence(0.0) == 1.0
     assert logprob_confidence(-0.5) == pytest.approx(np.exp(-0.5))
     assert logprob_confidence(float("-inf")) == 0.0
+    assert segment_confidence(-3.0, [0.9, 0.4]) == pytest.approx(np.sqrt(0.9 * 0.4))
+    assert segment_confidence(-0.5, []) == pytest.approx(np.exp(-0.5))
     assert is_silent(np.zeros(16000, np.float32))
     assert is_silent(np.full(100, 1e-5, np.float32))
     assert not is_silent(np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.1)
@@ -182,7 +185,7 @@ def test_demo_transcript_matches_the_script(transcriber):
     # Every narrated sentence is covered by a segment within a second of when it was spoken.
     for scene in script["scenes"]:
         n = scene["narration"]
-        covering = [s for s in result.segments if s.start <= n["start"] + 1.0 and s.end >= n["end"] - 1.0]
+        covering = [s for s in result.segments if abs(s.start - n["start"]) <= 1.0 and abs(s.end - n["end"]) <= 1.0]
         assert covering, (n, result.segments)
     assert result.stats["audio_seconds"] == pytest.approx(script["duration"], abs=0.2)
     transcriber.transcribe(str(DEMO))
