@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ask_cmd, index_cmd, info_cmd
+from . import ask_cmd, eval_cmd, index_cmd, info_cmd
 
 app = typer.Typer(
     name="vqa",
@@ -19,6 +19,7 @@ app = typer.Typer(
 index_cmd.register(app)
 info_cmd.register(app)
 ask_cmd.register(app)
+eval_cmd.register(app)
 
 
 def main() -> None:
