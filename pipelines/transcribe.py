@@ -189,7 +189,7 @@ class Transcriber:
                  cpu_threads: int | None = None, options: TranscribeOptions | None = None):
         self.name = name
         self.model_dir = model_dir
-        self.device = device or _default_device()
+        self.device = _ct2_device(device)
         self.compute_type = compute_type or ("float16" if self.device == "cuda" else "int8")
         self.cpu_threads = cpu_threads if cpu_threads is not None else min(os.cpu_count() or 1, 8)
         self.options = options or TranscribeOptions()
@@ -260,6 +260,13 @@ class Transcriber:
                                     "speech"))
         stats["model_seconds"] = time.perf_counter() - t0
         return TranscriptResult("ok" if segments else "silent", segments, None, info.language or language, stats)
+
+
+def _ct2_device(device: str | None) -> str:
+    """CTranslate2 runs on cpu or cuda: ``cuda:1`` -> cuda, other torch devices (mps, xpu) -> cpu."""
+    if not device:
+        return _default_device()
+    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def _default_device() -> str:
