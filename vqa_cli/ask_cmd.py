@@ -47,9 +47,13 @@ def _print_answer(r: dict) -> None:
         typer.echo(f"  (model said: {a['text'].strip()})")
     if a.get("cited"):
         typer.echo("Cited: " + ", ".join(_fmt(t) for t in a["cited"]))
-    random = [k for k, m in r["settings"]["models"].items() if m and m.get("random_weights")]
-    if random:
+    models = r["settings"]["models"]
+    random = [k for k, m in models.items() if m and m.get("random_weights")]
+    if models["answerer"].get("random_weights"):
         typer.echo(f"Note: random-weight models ({', '.join(random)}): this answer means nothing.")
+    elif random:
+        typer.echo(f"Note: {' and '.join(random)} have random weights: keyframes were found through speech and "
+                   "on-screen text, not by what the frames show.")
     typer.echo("Keyframes:")
     for k in r["keyframes"]:
         extra = f"  {k['image']}" if k.get("image") else ""
