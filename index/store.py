@@ -26,6 +26,9 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("vqa")
 BUSY_TIMEOUT_S = 60.0
+# Claims held by threads of this process: (database, video id) -> thread ident.
+_THREAD_CLAIMS: dict[tuple[str, str], int] = {}
+_THREAD_CLAIMS_LOCK = threading.Lock()
 
 
 @migrations(name="001_core")
@@ -127,7 +130,7 @@ def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -261,23 +264,36 @@ class Store:
         with self.write() as db:
             db.execute("delete from video_paths where path = ?", [path])
 
-    # -- claims: one process indexes a given video at a time ------------------------------------
+    # -- claims: one process (and one thread in it) indexes a given video at a time ---------------
+    def _claim_key(self, video_id: str) -> tuple[str, str]:
+        return (str(self.path.resolve()) if str(self.path) != ":memory:" else str(id(self)), video_id)
+
     def try_claim(self, video_id: str) -> bool:
-        with self.write() as db:
-            rows = list(db.query("select pid, host from claims where video_id = ?", [video_id]))
-            if rows:
-                r = rows[0]
-                same = r["pid"] == os.getpid() and r["host"] == self.host
-                if not same and (r["host"] != self.host or _pid_alive(r["pid"])):
-                    return False
-            db["claims"].upsert({"video_id": video_id, "pid": os.getpid(), "host": self.host,
-                                 "claimed_at": now()}, pk="video_id")
+        me = threading.get_ident()
+        with _THREAD_CLAIMS_LOCK:  # threads of one process share a pid: fence them here
+            owner = _THREAD_CLAIMS.get(self._claim_key(video_id))
+            if owner is not None and owner != me:
+                return False
+            with self.write() as db:
+                rows = list(db.query("select pid, host from claims where video_id = ?", [video_id]))
+                if rows:
+                    r = rows[0]
+                    same = r["pid"] == os.getpid() and r["host"] == self.host
+                    if not same and (r["host"] != self.host or pid_alive(r["pid"])):
+                        return False
+                db["claims"].upsert({"video_id": video_id, "pid": os.getpid(), "host": self.host,
+                                     "claimed_at": now()}, pk="video_id")
+            _THREAD_CLAIMS[self._claim_key(video_id)] = me
             return True
 
     def release_claim(self, video_id: str) -> None:
-        with self.write() as db:
-            db.execute("delete from claims where video_id = ? and pid = ? and host = ?",
-                       [video_id, os.getpid(), self.host])
+        with _THREAD_CLAIMS_LOCK:
+            if _THREAD_CLAIMS.get(self._claim_key(video_id)) != threading.get_ident():
+                return
+            with self.write() as db:
+                db.execute("delete from claims where video_id = ? and pid = ? and host = ?",
+                           [video_id, os.getpid(), self.host])
+            del _THREAD_CLAIMS[self._claim_key(video_id)]
 
     # -- runs -----------------------------------------------------------------------------------------
     def get_run(self, key: str) -> dict[str, Any] | None:
@@ -308,6 +324,22 @@ class Store:
             started = run["started_at"] if run else now()
             db["runs"].update(key, {"status": "done", "finished_at": now(), "seconds": now() - started,
                                     "stats": json.dumps(stats or {})})
+
+    def fail_unfinished(self, video_id: str, error: str) -> None:
+        """Mark this process's still-running runs of a video failed (their rows are dropped on restart)."""
+        with self.write() as db:
+            db.execute("update runs set status = 'failed', finished_at = ?, error = ? where video_id = ? "
+                       "and status = 'running' and pid = ? and host = ?",
+                       [now(), error, video_id, os.getpid(), self.host])
+
+    def purge_unfinished(self) -> int:
+        """Drop the rows of runs that will never finish (failed, or running in a process that is gone);
+        the runs themselves stay on record. Returns how many runs were purged."""
+        with self.write() as db:
+            keys = [r["key"] for r in db.query("select key, status, pid, host from runs where status != 'done'")
+                    if r["status"] == "failed" or (r["host"] == self.host and not pid_alive(r["pid"]))]
+            self._delete_run_rows(keys)
+            return len(keys)
 
     def fail_run(self, key: str, error: str) -> None:
         with self.write() as db:

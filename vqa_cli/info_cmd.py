@@ -130,8 +130,9 @@ def gc(db: DbOpt = None) -> None:
             if not any(os.path.exists(p) for p in paths):
                 store.delete_video(v["id"])
                 removed += 1
+        purged = store.purge_unfinished()
         store.db.execute("VACUUM")
-        typer.echo(f"{removed} videos forgotten; database vacuumed")
+        typer.echo(f"{removed} videos forgotten; {purged} unfinished runs' rows dropped; database vacuumed")
 
 
 def doctor(db: DbOpt = None, profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
