@@ -65,8 +65,11 @@ class VideoInfo:
         return asdict(self)
 
 
-def _check_file(path: str) -> None:
+def check_file(path: str) -> None:
+    """Fail early, in words, on what is not a readable, non-empty regular file."""
     if not os.path.exists(path):
+        if os.path.islink(path):
+            raise MediaError(f"broken symbolic link (to {os.readlink(path)})", path)
         raise MediaError("no such file", path)
     if os.path.isdir(path):
         raise MediaError("is a directory, not a video file", path)
@@ -78,7 +81,7 @@ def _check_file(path: str) -> None:
 
 def probe(path: str) -> VideoInfo:
     """Duration, frame rate, display size, codec, rotation and audio presence (PyAV: no ffprobe needed)."""
-    _check_file(path)
+    check_file(path)
     import av
 
     try:
@@ -99,7 +102,7 @@ def probe(path: str) -> VideoInfo:
                 duration = container.duration / 1_000_000
             rate = vs.average_rate or vs.base_rate or vs.guessed_rate
             fps = float(rate) if rate else 0.0
-            rotation = _rotation(vs)
+            rotation = _rotation(vs) or _frame_rotation(container, vs)
             if rotation in (90, 270):
                 width, height = height, width
             astreams = container.streams.audio
@@ -156,6 +159,21 @@ def _rotation(vs) -> int:
     return int(rot) % 360
 
 
+def _frame_rotation(container, vs, max_packets: int = 64) -> int:
+    """The display rotation of the first decoded frame (recent PyAV exposes it only there), or 0."""
+    import av
+
+    try:
+        for i, packet in enumerate(container.demux(vs)):
+            for frame in packet.decode():
+                return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+            if i >= max_packets:
+                break
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
 def even_size(info: VideoInfo, width: int) -> tuple[int, int]:
     """Output size for a target width (never upscaled), both sides even, aspect kept."""
     w = min(width, info.width)
@@ -181,23 +199,29 @@ def decode(
 
     Sampling and scaling happen inside ffmpeg; ``start``/``duration`` restrict decoding to a range
     (input seeking: ffmpeg jumps to the keyframe before ``start`` and decodes forward).
+    Raises MediaError (after the frames it got) when ffmpeg fails, or when the frames stop well short of
+    the video's end while ffmpeg reports errors (a truncated file): a partial decode is never silent.
+    ffmpeg runs in its own process group, so a Ctrl-C in the terminal reaches only us, never cuts the
+    stream short behind our back.
     """
     info = info or probe(path)
     w, h = even_size(info, width)
     frame_bytes = w * h * 3
-    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "info", "-threads", str(threads)]
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads)]
     if start:
         cmd += ["-ss", f"{start:.3f}"]
     cmd += ["-i", path]
     if duration is not None:
         cmd += ["-t", f"{duration:.3f}"]
-    # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest.
-    vf = f"fps={fps:g}:round=near,scale={w}:{h}:flags=area,format=rgb24,showinfo"
+    # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest;
+    # eof_action=pass keeps the only frame of a one-frame video.
+    vf = f"fps={fps:g}:round=near:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo"
     cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            bufsize=frame_bytes * 2)
+                            bufsize=frame_bytes * 2, process_group=0)
     times: queue.Queue = queue.Queue()
     tail: deque[bytes] = deque(maxlen=20)
+    errors: list[bytes] = []
 
     def read_stderr() -> None:
         assert proc.stderr is not None
@@ -207,12 +231,15 @@ def decode(
                 times.put(float(m.group(3)))
             elif b"showinfo" not in line:
                 tail.append(line.rstrip())
+                if (b"[error]" in line or b"[fatal]" in line) and len(errors) < 5:
+                    errors.append(line.rstrip())
         times.put(None)
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
     offset = start or 0.0
     n = 0
+    last_t = None
     try:
         assert proc.stdout is not None
         while True:
@@ -226,21 +253,35 @@ def decode(
             if t is None:  # stderr closed early: fall back to the sampling grid
                 t = n / fps
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
-            yield offset + t, frame
+            last_t = offset + t
+            yield last_t, frame
             n += 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        proc.wait()  # the stream ended: let ffmpeg exit on its own and say how it went
         reader.join(timeout=5)
-    if proc.returncode not in (0, None, -9) and n == 0:
-        raise MediaError(f"ffmpeg could not decode the video ({_tail_message(tail)})", path)
+    finally:
+        if proc.poll() is None:  # the consumer stopped early (or was interrupted): we stop ffmpeg
+            proc.kill()
+            proc.wait()
+            reader.join(timeout=5)
+    if proc.returncode != 0:
+        what = "could not decode the video" if n == 0 else f"stopped after {n} frames"
+        raise MediaError(f"ffmpeg {what} ({_tail_message(tail)})", path)
+    end = info.duration if duration is None else min(info.duration, offset + duration)
+    if errors and (last_t if last_t is not None else offset) < end - max(1.0, 2.0 / fps):
+        got = "no frames" if last_t is None else f"frames only up to {last_t:.1f} s"
+        said = [ln for ln in errors if b"partial file" in ln] or errors[:1]  # the most telling line
+        raise MediaError(f"truncated or corrupt: {got} of {end:.1f} s (ffmpeg: {_tail_message(deque(said))})",
+                         path)
 
 
 def _tail_message(tail: deque[bytes]) -> str:
-    lines = [ln.decode("utf-8", "replace").strip() for ln in tail]
+    """The last meaningful line ffmpeg wrote, without its ``[component @ 0x…] [level]`` prefixes."""
+    lines = [_LOG_PREFIX.sub("", ln.decode("utf-8", "replace")).strip() for ln in tail]
     lines = [ln for ln in lines if ln and not ln.startswith(("Input #", "Output #", "Stream ", "Duration"))]
     return lines[-1] if lines else "unknown error"
+
+
+_LOG_PREFIX = re.compile(r"^(\s*\[[^\]]*\]\s*)+")
 
 
 def read_frame_at(path: str, t: float, *, width: int, info: VideoInfo | None = None) -> np.ndarray:
@@ -256,7 +297,7 @@ def extract_audio(path: str, *, sample_rate: int = 16000) -> tuple[np.ndarray, s
     """Mono float32 PCM of the first audio stream, or an empty array and the reason when there is none."""
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0",
            "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, process_group=0)
     audio = np.frombuffer(proc.stdout, dtype=np.float32)
     if proc.returncode != 0 and audio.size == 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
