@@ -1,6 +1,7 @@
 """Many videos in one process: ``--jobs N`` decodes N videos at once (ffmpeg runs in its own processes,
 so threads suffice) while every thread shares the same loaded models; each thread has its own
-database connection."""
+database connection. On Ctrl-C (or when the consumer stops early) the workers stop at their next frame
+or stage, leaving finished stages done and unfinished ones to be redone by the next run."""
 
 from __future__ import annotations
 
@@ -22,18 +23,25 @@ def index_many(indexer: Indexer, paths: list[str], *, jobs: int = 1) -> Iterator
     local = threading.local()
     stores: list[Store] = []
     lock = threading.Lock()
+    cancel = threading.Event()
 
-    def worker_indexer() -> Indexer:
+    def work(path: str) -> IndexResult:
+        if cancel.is_set():  # queued before the interrupt: do not start it
+            return IndexResult(path=path, status="failed", error="interrupted")
         if not hasattr(local, "indexer"):
             store = Store(indexer.store.path)
             with lock:
                 stores.append(store)
-            local.indexer = Indexer(store, indexer.models, indexer.opts, progress=None)
-        return local.indexer
+            local.indexer = Indexer(store, indexer.models, indexer.opts, progress=None, cancel=cancel)
+        return local.indexer.index(path)
 
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="vqa-index")
     try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="vqa-index") as pool:
-            yield from pool.map(lambda p: worker_indexer().index(p), paths)
+        futures = [pool.submit(work, p) for p in paths]
+        for fut in futures:
+            yield fut.result()
     finally:
+        cancel.set()  # interrupted or abandoned: running workers stop at their next frame or stage
+        pool.shutdown(wait=True, cancel_futures=True)
         for s in stores:
             s.close()

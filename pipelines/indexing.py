@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from index.store import Store, fingerprint_file, run_key, to_blob
+from index.store import Store, fingerprint_file, pid_alive, run_key, to_blob
 
 from .errors import MediaError, VqaError
-from .media import VideoInfo, decode, probe
+from .media import VideoInfo, check_file, decode, probe
 from .models import Models, Profile
 from .modelutil import files_fingerprint
 from .segment import SceneParams, SceneSegmenter
@@ -124,6 +125,25 @@ def _sidecar_fingerprint(path: str) -> str | None:
     return files_fingerprint("sidecar", found) if found else None
 
 
+class Cancelled(KeyboardInterrupt):
+    """Raised in a worker thread when its batch was interrupted (Ctrl-C reaches the main thread only)."""
+
+
+def _test_pause(point: str, check_cancel: Callable[[], None]) -> None:
+    """Test hook, inert unless ``VQA_TEST_PAUSE_AT=POINT:FILE`` is set: on reaching POINT the indexer
+    creates FILE and waits there until it is killed or interrupted, so tests can SIGKILL or SIGINT it at
+    a known moment. Points: ``probed`` (video probed and claimed, no stage started), ``frames`` (frame
+    embeddings committed, their run not yet done), ``captions`` (captions computed, run not yet done)."""
+    spec = os.environ.get("VQA_TEST_PAUSE_AT")
+    if not spec or spec.partition(":")[0] != point:
+        return
+    with open(spec.partition(":")[2], "a"):
+        pass
+    while True:
+        check_cancel()
+        time.sleep(0.05)
+
+
 class _Sampler:
     """Passes a consumer the frames of the shared decode that fall on its own, coarser grid."""
 
@@ -155,11 +175,16 @@ class Indexer:
     """Indexes videos into a store with one set of models (loaded lazily, once per process)."""
 
     def __init__(self, store: Store, models: Models, opts: IndexOptions | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, cancel: threading.Event | None = None):
         self.store = store
         self.models = models
         self.opts = opts or IndexOptions()
         self.progress = progress
+        self.cancel = cancel  # set by the batch on Ctrl-C: stop at the next frame or stage
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
 
     # -- public -------------------------------------------------------------------------------------
     def index(self, path: str) -> IndexResult:
@@ -169,18 +194,24 @@ class Indexer:
             self._index(path, result)
             self.store.clear_errors(path)
         except VqaError as e:
-            result.status, result.error = "failed", e.message
-            self.store.record_error(path, e.message, video_id=result.video_id)
+            self._fail(path, result, e.message)
+        except OSError as e:  # the file vanished or became unreadable while we worked on it
+            self._fail(path, result, e.strerror or str(e))
+        except Exception as e:  # noqa: BLE001 - one bad file never stops a batch; the cause is told
+            self._fail(path, result, f"internal error: {type(e).__name__}: {e}")
         result.seconds = time.monotonic() - t0
         return result
+
+    def _fail(self, path: str, result: IndexResult, message: str) -> None:
+        result.status, result.error = "failed", message
+        if result.video_id:  # runs this process left half-done are failed, not "running" forever
+            self.store.fail_unfinished(result.video_id, message)
+        self.store.record_error(path, message, video_id=result.video_id)
 
     # -- internals ------------------------------------------------------------------------------------
     def _index(self, path: str, result: IndexResult) -> None:
         profile = self.models.profile
-        if not os.path.exists(path):
-            raise MediaError("no such file", path)
-        if os.path.isdir(path):
-            raise MediaError("is a directory, not a video file", path)
+        check_file(path)
         video_id = self.store.lookup_path(path)
         if video_id:
             video = self.store.get_video(video_id)
@@ -193,6 +224,7 @@ class Indexer:
         result.video_id, result.duration = video_id, info.duration
         self.store.upsert_video(video_id, path, info.as_dict())
         while not self.store.try_claim(video_id):  # another process is indexing this very content
+            self._check_cancel()
             time.sleep(0.2)
         try:
             plans = plan_stages(video_id, profile, self.opts, path=path)
@@ -200,6 +232,7 @@ class Indexer:
             if not todo:
                 result.status = "unchanged"
                 return
+            _test_pause("probed", self._check_cancel)
             self._run_stages(path, video_id, info, plans, todo, result)
             result.status = "indexed"
         finally:
@@ -211,12 +244,15 @@ class Indexer:
         if frame_stages:
             self._decode_pass(path, video_id, info, todo, frame_stages)
             result.stages_run += frame_stages
+        self._check_cancel()
         if "captions" in todo:
             self._captions(video_id, plans["scenes"], todo["captions"])
             result.stages_run.append("captions")
+        self._check_cancel()
         if "transcript" in todo:
             self._transcript(path, video_id, info, todo["transcript"])
             result.stages_run.append("transcript")
+        self._check_cancel()
         if "textvec" in todo:
             self._textvec(video_id, plans, todo["textvec"])
             result.stages_run.append("textvec")
@@ -244,6 +280,7 @@ class Indexer:
                 self.store.add_rows("frames", rows)
                 frame_idx[0] += len(rows)
                 frames_buf.clear()
+                _test_pause("frames", self._check_cancel)
 
             def on_frame(t: float, f: np.ndarray) -> None:
                 frames_buf.append((t, f))
@@ -266,6 +303,7 @@ class Indexer:
         n = 0
         last_t = 0.0
         for t, frame in decode(path, fps=fps, width=profile.decode_width, info=info):
+            self._check_cancel()
             for sampler, consume in consumers:
                 if sampler.take(t):
                     consume(t, frame)
@@ -302,6 +340,7 @@ class Indexer:
         with_img = [s for s in scenes if s["rep_jpeg"]]
         frames = [np.asarray(Image.open(io.BytesIO(s["rep_jpeg"])).convert("RGB")) for s in with_img]
         texts = captioner.caption(frames) if frames else []
+        _test_pause("captions", self._check_cancel)
         rows = [{"run_key": plan.key, "scene_idx": s["idx"], "start": s["start"], "end": s["end"], "text": txt}
                 for s, txt in zip(with_img, texts)]
         text_rows = [{"run_key": plan.key, "idx": r["scene_idx"], "video_id": video_id, "source": "caption",
@@ -356,9 +395,11 @@ class Indexer:
 
 def stage_status(store: Store, video_id: str, profile: Profile, opts: IndexOptions,
                  path: str | None = None) -> dict[str, str]:
-    """For `vqa ls`: each stage of the current settings -> done / running / failed / missing."""
+    """For `vqa ls`: each stage of the current settings -> done / running / interrupted / failed / missing."""
     out = {}
     for stage, plan in plan_stages(video_id, profile, opts, path=path).items():
         run = store.get_run(plan.key)
         out[stage] = run["status"] if run else "missing"
+        if out[stage] == "running" and run["host"] == store.host and not pid_alive(run["pid"]):
+            out[stage] = "interrupted"  # its process died (killed); the next `vqa index` redoes it
     return out

@@ -83,8 +83,9 @@ def index(
         indexer = Indexer(store, models, opts, progress=bar)
         from pipelines.batch import index_many
 
+        results = index_many(indexer, files, jobs=jobs)
         try:
-            for res in index_many(indexer, files, jobs=jobs):
+            for res in results:
                 bar.close()
                 counts[res.status] += 1
                 if jsonl:
@@ -95,6 +96,7 @@ def index(
                     stages = ", ".join(res.stages_run) if res.stages_run else "nothing to do"
                     typer.echo(f"{res.status:9s} {res.path}  ({stages}; {res.seconds:.1f} s)")
         finally:
+            results.close()  # on Ctrl-C: workers stop now, before the message and exit code 130
             bar.close()
     err(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed")
     if counts["failed"]:
