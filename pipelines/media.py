@@ -73,6 +73,8 @@ def check_file(path: str) -> None:
         raise MediaError("no such file", path)
     if os.path.isdir(path):
         raise MediaError("is a directory, not a video file", path)
+    if not os.path.isfile(path):
+        raise MediaError("not a regular file (a pipe or device?)", path)
     if not os.access(path, os.R_OK):
         raise MediaError("permission denied", path)
     if os.path.getsize(path) == 0:
@@ -263,9 +265,9 @@ def decode(
             proc.kill()
             proc.wait()
             reader.join(timeout=5)
-    if proc.returncode != 0:
-        what = "could not decode the video" if n == 0 else f"stopped after {n} frames"
-        raise MediaError(f"ffmpeg {what} ({_tail_message(tail)})", path)
+    if proc.returncode != 0:  # ffmpeg's first error says more than its last words ("Conversion failed!")
+        what = "could not decode the video" if n == 0 else f"failed after {n} frame{'s' if n != 1 else ''}"
+        raise MediaError(f"ffmpeg {what} ({_tail_message(deque(errors[:1] or tail))})", path)
     end = info.duration if duration is None else min(info.duration, offset + duration)
     if errors and (last_t if last_t is not None else offset) < end - max(1.0, 2.0 / fps):
         got = "no frames" if last_t is None else f"frames only up to {last_t:.1f} s"
@@ -278,7 +280,7 @@ def _tail_message(tail: deque[bytes]) -> str:
     """The last meaningful line ffmpeg wrote, without its ``[component @ 0x…] [level]`` prefixes."""
     lines = [_LOG_PREFIX.sub("", ln.decode("utf-8", "replace")).strip() for ln in tail]
     lines = [ln for ln in lines if ln and not ln.startswith(("Input #", "Output #", "Stream ", "Duration"))]
-    return lines[-1] if lines else "unknown error"
+    return lines[-1].rstrip(".") if lines else "unknown error"
 
 
 _LOG_PREFIX = re.compile(r"^(\s*\[[^\]]*\]\s*)+")
