@@ -33,6 +33,8 @@ def _looks_like_video(path: str) -> bool:
     if ext not in VIDEO_EXTENSIONS:
         return False
     if ext == ".ts":  # MPEG transport stream or TypeScript? A TS packet starts with the sync byte 0x47.
+        if not os.path.isfile(path):  # a pipe would block the read: let indexing report what it is
+            return True
         try:
             with open(path, "rb") as f:
                 head = f.read(189)
