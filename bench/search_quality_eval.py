@@ -38,13 +38,13 @@ def breakdown(results: list[dict], short_s: float = 1.0) -> list[str]:
         group = f"evidence < {short_s:g} s" if length < short_s else f"evidence >= {short_s:g} s"
         groups[(group, method)].append(bool(r["hit"]))
         groups[("all", method)].append(bool(r["hit"]))
-    lines = ["hit rate by evidence length:", "  " + "".join(f"{m:>12}" for m in ["", *methods])]
+    lines = ["hit rate by evidence length:", "  " + " " * 18 + "".join(f"{m:>14}" for m in methods)]
     for group in ("all", f"evidence < {short_s:g} s", f"evidence >= {short_s:g} s"):
         cells = []
         for m in methods:
             hits = groups.get((group, m), [])
             cells.append(f"{sum(hits) / len(hits):.2f} ({sum(hits)}/{len(hits)})" if hits else "-")
-        lines.append(f"  {group:<18}" + "".join(f"{c:>12}" for c in cells))
+        lines.append(f"  {group:<18}" + "".join(f"{c:>14}" for c in cells))
     return lines
 
 

@@ -129,7 +129,8 @@ def eval_(
             random = [k for k in models.profile.as_dict()["random_weights"]
                       if k == "clip" or (k == "answerer" and not search_only)]
             if random:
-                err(f"note: random-weight models ({', '.join(random)}): the numbers below mean nothing")
+                err(f"note: random-weight models ({', '.join(random)}): visual scores and answers are noise, "
+                    "the numbers below only show that the run works")
             bar = StderrProgress(None)
             runner = make_runner(store, models, Indexer(store, models, IndexOptions(), progress=bar), k=frames,
                                  seed=seed, search_only=search_only, zoom_rounds=zoom_rounds)
