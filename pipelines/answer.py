@@ -55,6 +55,13 @@ class AnswerRequest:
     seed: int = 0
     max_new_tokens: int = 64
 
+    def __post_init__(self):
+        # Frames may be left out (text-only answerers), but what is given must line up with the timestamps.
+        if self.frames and len(self.frames) != len(self.timestamps):
+            raise ValueError(f"{len(self.frames)} frames but {len(self.timestamps)} timestamps")
+        if self.pixel_budgets is not None and len(self.pixel_budgets) != len(self.timestamps):
+            raise ValueError(f"{len(self.pixel_budgets)} pixel budgets but {len(self.timestamps)} timestamps")
+
 
 @dataclass
 class Answer:
@@ -213,7 +220,12 @@ def model_fingerprint(kind: str, where: str, dtype: str) -> str:
     from .modelutil import files_fingerprint
 
     folder = where if os.path.isdir(where) else _hub_snapshot(where)
-    content = files_fingerprint(kind, [folder]) if folder else where
+    if folder:  # by content, not by where the folder lives
+        files = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                 if f.endswith((".json", ".safetensors", ".bin", ".model", ".txt", ".jinja"))]
+        content = files_fingerprint(kind, files)
+    else:
+        content = where
     return hashlib.blake2b(f"{kind}|{content}|{dtype}".encode(), digest_size=8).hexdigest()
 
 
@@ -411,9 +423,7 @@ def fit_to_budget(image, budget: int | None, factor: int = 1):
 
 
 def _budgets(req: AnswerRequest) -> list[int | None]:
-    if req.pixel_budgets and len(req.pixel_budgets) == len(req.frames):
-        return list(req.pixel_budgets)
-    return [None] * len(req.frames)
+    return list(req.pixel_budgets) if req.pixel_budgets and req.frames else [None] * len(req.frames)
 
 
 # --- OpenAI-compatible servers ------------------------------------------------------------------------

@@ -259,11 +259,26 @@ def test_qwen_gives_each_frame_its_own_pixel_budget(qwen_dir):
     assert top_frames(TIMES, budgets, k=1) == [1.0]
 
 
-def test_fingerprint_is_stable_and_follows_dtype(qwen_dir):
+def test_fingerprint_follows_content_and_dtype_not_location(qwen_dir, tmp_path):
+    import shutil
+
+    moved = shutil.copytree(qwen_dir, tmp_path / "elsewhere")
     a = load_answerer(f"qwen2.5-vl:{qwen_dir}", dtype="float32")
-    b = load_answerer(f"qwen2.5-vl:{qwen_dir}", dtype="float32")
+    b = load_answerer(f"qwen2.5-vl:{moved}", dtype="float32")
     c = load_answerer(f"qwen2.5-vl:{qwen_dir}", dtype="bfloat16")
     assert a.fingerprint == b.fingerprint != c.fingerprint
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["text_config"]["rms_norm_eps"] = 1e-6
+    (moved / "config.json").write_text(json.dumps(cfg))
+    assert load_answerer(f"qwen2.5-vl:{moved}", dtype="float32").fingerprint != a.fingerprint
+
+
+def test_request_must_line_up():
+    with pytest.raises(ValueError, match="timestamps"):
+        request(timestamps=[1.0, 2.0])
+    with pytest.raises(ValueError, match="pixel budgets"):
+        request(pixel_budgets=[100])
+    assert request(frames=[]).frames == []  # text-only answerers may get the times without the images
 
 
 def test_text_only_request_and_answer_many(llava_dir):
