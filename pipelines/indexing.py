@@ -364,19 +364,17 @@ class Indexer:
                               rows={"texts": rows})
 
     def _transcript(self, path: str, video_id: str, info: VideoInfo, plan: StagePlan) -> None:
-        from .transcribe import read_sidecar
-
+        """Speech (or a .srt/.vtt next to the video, which the transcriber prefers). No audio, silence or
+        undecodable audio are recorded as the transcript's status, never as a failure of the video."""
         self.store.start_run(plan.key, video_id, "transcript", plan.model, plan.model_fp, plan.params)
-        segments = read_sidecar(path)
-        status, error = ("ok", None) if segments is not None else (None, None)
-        if segments is None:
-            result = self.models.transcriber().transcribe(path, language=self.opts.language,
-                                                          has_audio=info.has_audio)
-            segments, status, error = result.segments, result.status, result.error
+        result = self.models.transcriber().transcribe(path, language=self.opts.language, has_audio=info.has_audio)
+        segments, status, error = result.segments, result.status, result.error
+        origins = sorted({s.source for s in segments})
         rows = [{"run_key": plan.key, "idx": i, "video_id": video_id, "source": "speech", "start": s.start,
                  "end": s.end, "text": s.text, "confidence": s.confidence, "box": None}
                 for i, s in enumerate(segments)]
-        self.store.finish_run(plan.key, stats={"status": status, "error": error, "segments": len(rows)},
+        self.store.finish_run(plan.key, stats={"status": status, "error": error, "segments": len(rows),
+                                               "from": origins, "language": result.language},
                               rows={"texts": rows})
 
     def _textvec(self, video_id: str, plans: dict[str, StagePlan], plan: StagePlan) -> None:

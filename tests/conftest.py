@@ -16,7 +16,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from tests.synth import make_color_video, make_scenes_video  # noqa: E402
 
-SCENE_DURATIONS = [2.0, 1.5, 3.0, 2.5, 2.0, 1.6]
+SCENE_DURATIONS = [2.0, 1.6, 3.0, 2.4, 2.0, 1.6]  # cuts on frame boundaries at 25 fps
 
 
 @pytest.fixture(scope="session")
