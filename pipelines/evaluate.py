@@ -381,6 +381,8 @@ def _opt_str(v: Any) -> str | None:
 def _native_item(r: dict, videos: _Videos) -> EvalItem:
     options = _options(r.get("options") or ())
     answer = r.get("answer")
+    if isinstance(answer, str) and not answer.strip():
+        answer = None  # an empty gold answer means "not graded", not "the empty string is right"
     if answer is not None:
         answer = _gold_letter(answer, options) if options else str(answer)
     duration = _float_or_none(r.get("duration"))
