@@ -186,13 +186,20 @@ def smollm2_folder(root: Path | str | None = None) -> Path:
     source = files_fingerprint("gguf", [gguf_path])
     target = Path(root or models_dir()) / SMOLLM2_FOLDER
     stamp = target / "vqa-source.json"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("gguf") == source:
+
+    def current() -> bool:
+        return stamp.is_file() and json.loads(stamp.read_text()).get("gguf") == source
+
+    if current():
         return target
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     convert_gguf(gguf_path, tmp)
     (tmp / "vqa-source.json").write_text(json.dumps({"gguf": source, "file": gguf_path.name}))
+    if current():  # another process converted it meanwhile: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
     if target.exists():  # stale (the package changed): move it aside, then publish the new one
         old = target.with_name(f".{target.name}.old{os.getpid()}")
         os.rename(target, old)
