@@ -19,7 +19,9 @@ from pipelines.keyframes import (
     frame_budgets,
     fuse_scores,
     keyframe_search,
+    scene_ids,
     select_keyframes,
+    unseen_scene_ranges,
     zoom_ranges,
 )
 
@@ -298,6 +300,37 @@ def test_select_edge_cases():
         select_keyframes(np.arange(3.0), np.zeros(4), 2, min_gap=0.5)
 
 
+def test_scenes_one_peak_per_shot_first():
+    t = np.arange(100.0)
+    s = bump(t, 10, 1.5, 5.0) + bump(t, 35, 1.5, 4.5) + bump(t, 80, 1.5, 3.0)  # two humps in shot A
+    assert list(select_keyframes(t, s, 2, min_gap=0.75)) == [10, 35]
+    shots = [(0.0, 50.0), (50.0, 100.0)]
+    assert list(select_keyframes(t, s, 2, min_gap=0.75, scenes=shots)) == [10, 80]
+    assert list(select_keyframes(t, s, 3, min_gap=0.75, scenes=shots)) == [10, 35, 80]
+
+
+def test_scenes_coverage_prefers_a_shot_not_shown():
+    t = np.arange(100.0)
+    flat = np.zeros(100)
+    plain = select_keyframes(t, flat, 3, min_gap=0.75, jitter=0.0)
+    assert list(plain) == [16, 49, 82]
+    idx = select_keyframes(t, flat, 3, min_gap=0.75, jitter=0.0, scenes=[(0.0, 60.0), (60.0, 100.0)])
+    assert idx[0] == 16 and idx[2] == 82
+    assert 60 <= idx[1] <= 67  # the middle pick moves into the unseen shot, within its quantile cell
+
+
+def test_scene_ids_and_unseen_scene_ranges():
+    shots = [(0.0, 3.2), (3.2, 3.7), (3.7, 6.0), (6.0, 6.4), (8.1, 8.3), (8.3, 10.0)]
+    t = np.arange(10.0)
+    assert list(scene_ids(t, shots)) == [0, 0, 0, 0, 2, 2, 3, -1, -1, 5]
+    s = np.zeros(10)
+    s[8] = 2.0  # the frames around 8.1-8.3 score best: probe that shot first
+    assert unseen_scene_ranges(t, s, shots, 5) == [(8.1, 8.3), (3.2, 3.7)]
+    assert unseen_scene_ranges(t, s, shots, 1) == [(8.1, 8.3)]
+    r = unseen_scene_ranges(t, s, shots, 5, min_len=0.5)
+    assert np.allclose(r, [(7.95, 8.45), (3.2, 3.7)])
+
+
 # --------------------------------------------------------------------------------------------------
 # coarse-to-fine search
 # --------------------------------------------------------------------------------------------------
@@ -356,6 +389,21 @@ def test_prior_text_hit_finds_needle_without_visual_hint():
     hit = [kf for kf in res.keyframes if 90.2 <= kf.t < 90.6]
     assert hit and hit[0].round == 1
     assert any(a <= 90.2 and 90.6 <= b for a, b in res.trace[1]["ranges"])
+
+
+def test_short_shot_between_index_frames_probed_with_scenes():
+    def curve(ts):  # a 0.5 s shot at 40.3 s, nothing alike around it; decoys elsewhere
+        return np.maximum(needle_curve(ts, start=40.3, end=40.8), 0.2 + bump(ts, 20, 3.0, 0.5))
+
+    t = np.arange(0.0, 90.0)
+    shots = [(0.0, 15.0), (15.0, 40.3), (40.3, 40.8), (40.8, 70.0), (70.0, 90.0)]
+    blind = keyframe_search(t, curve(t), densify=grid_densify(curve), params=SearchParams(k=4))
+    assert not any(40.3 <= kf.t < 40.8 for kf in blind.keyframes)
+    res = keyframe_search(t, curve(t), densify=grid_densify(curve), params=SearchParams(k=4), scenes=shots)
+    assert [kf.round for kf in res.keyframes if 40.3 <= kf.t < 40.8] == [1]
+    off = keyframe_search(t, curve(t), densify=grid_densify(curve), scenes=shots,
+                          params=SearchParams(k=4, unseen_scenes=0))
+    assert not any(40.3 <= kf.t < 40.8 for kf in off.keyframes)
 
 
 def test_prior_alone_selects_frame_inside_when_visual_is_flat():
