@@ -78,7 +78,7 @@ def _video_path(store: Store, video: dict) -> str | None:
     return None
 
 
-def _frames_run(store: Store, video: dict, models: Models) -> dict:
+def frames_run(store: Store, video: dict, models: Models) -> dict:
     from .indexing import spec_fingerprint
 
     fp = spec_fingerprint(models.profile.clip)
@@ -95,7 +95,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
                      opts: AskOptions = AskOptions(), *, indexer: Indexer | None = None) -> SearchOutcome:
     t0 = time.perf_counter()
     video = _resolve_video(store, ref, indexer=indexer)
-    run = _frames_run(store, video, models)
+    run = frames_run(store, video, models)
     times, vecs = store.frame_matrix(run["key"])
     if not len(times):
         raise VqaError("the video has no indexed frames", video["path"])
@@ -263,19 +263,26 @@ class Asker:
 
     def ask(self, ref: str, question: str, options: list[str] | None = None, *,
             save_frames: str | None = None) -> dict:
+        """Search the keyframes, then answer from them (see ``answer_at``)."""
+        t0 = time.perf_counter()
+        out = search_keyframes(self.store, self.models, ref, question, options, self.opts, indexer=self.indexer)
+        return self.answer_at(out.video, question, options, out.result.keyframes, search=out,
+                              save_frames=save_frames, started=t0)
 
+    def answer_at(self, video: dict, question: str, options: list[str] | None, kfs: list[kf.Keyframe], *,
+                  search: SearchOutcome | None = None, save_frames: str | None = None,
+                  started: float | None = None, log: bool = True) -> dict:
+        """Answer from given keyframes (the product's search, or a baseline's) plus the timed text:
+        the search's text hits, the lines around the keyframes and the captions of their scenes."""
         from .answer import AnswerRequest, ContextLine
 
         opts = self.opts
-        t0 = time.perf_counter()
-        out = search_keyframes(self.store, self.models, ref, question, options, opts, indexer=self.indexer)
-        video = out.video
-        kfs = out.result.keyframes
+        t0 = started or time.perf_counter()
         path = _video_path(self.store, video)
         t1 = time.perf_counter()
-        frames = self._frames(path, video, kfs, out.zoom_frames)
+        frames = self._frames(path, video, kfs, search.zoom_frames if search else {})
         t2 = time.perf_counter()
-        total = opts.total_pixels or opts.k * 448 * 252
+        total = opts.total_pixels or len(kfs) * 448 * 252
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
         scenes = _scenes(self.store, video["id"])
         used_scene_ids = sorted({_scene_of(scenes, k.t) for k in kfs} - {None})
@@ -287,7 +294,7 @@ class Asker:
                     context.append(ContextLine(s["start"], s["end"], "caption", s["caption"]))
         if opts.use_text:
             seen = set()
-            for h in out.text_hits[: opts.context_lines]:
+            for h in (search.text_hits if search else [])[: opts.context_lines]:
                 if h.source == "caption" and random_caps:
                     continue
                 seen.add((h.source, h.start, h.text))
@@ -306,6 +313,7 @@ class Asker:
         t3 = time.perf_counter()
         saved = self._save(save_frames, frames, kfs) if save_frames else []
         settings = self._settings(budgets, answerer, ans)
+        trace = search.result.trace if search else []
         result = {
             "video": video["path"], "video_id": video["id"], "question": question, "options": list(options or []),
             "answer": {"text": ans.text, "choice": ans.choice, "choice_text": ans.choice_text,
@@ -317,17 +325,19 @@ class Asker:
                        for s in scenes if s["idx"] + 1 in used_scene_ids],
             "context": [{"source": c.source, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
                         for c in ans.context_used],
-            "subqueries": [s.as_dict() for s in out.subqueries],
+            "subqueries": [s.as_dict() for s in search.subqueries] if search else [],
             "settings": settings,
-            "timings": {**{k: round(v, 1) for k, v in out.timings.items()},
+            "timings": {**({k: round(v, 1) for k, v in search.timings.items()} if search else {}),
                         "frames_ms": round((t2 - t1) * 1000, 1), "answer_ms": round((t3 - t2) * 1000, 1),
-                        "total_ms": round((t3 - t0) * 1000, 1), "frames_scored": out.result.frames_scored},
-            "trace": out.result.trace,
+                        "total_ms": round((t3 - t0) * 1000, 1),
+                        "frames_scored": search.result.frames_scored if search else 0},
+            "trace": trace,
         }
-        result["answer_id"] = self.store.add_answer({
-            "video_id": video["id"], "question": question, "options": list(options or []), "answer": ans.text,
-            "choice": ans.choice, "keyframes": result["keyframes"], "evidence": result["context"],
-            "settings": settings, "timings": result["timings"], "trace": out.result.trace})
+        if log:
+            result["answer_id"] = self.store.add_answer({
+                "video_id": video["id"], "question": question, "options": list(options or []),
+                "answer": ans.text, "choice": ans.choice, "keyframes": result["keyframes"],
+                "evidence": result["context"], "settings": settings, "timings": result["timings"], "trace": trace})
         return result
 
     def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict) -> list:
@@ -342,7 +352,7 @@ class Asker:
             if f is None and info is not None:
                 f = read_frame_at(path, k.t, width=self.opts.frame_width, info=info)
             if f is None:
-                run = _frames_run(self.store, video, self.models)
+                run = frames_run(self.store, video, self.models)
                 jpeg = self.store.frame_jpegs(run["key"], [k.t])[k.t]
                 return Image.open(io.BytesIO(jpeg)).convert("RGB")
             return Image.fromarray(f)

@@ -137,11 +137,11 @@ class EvalRunner:
                 "timings": {"search_ms": ms}}
 
     def _index_frames(self, v: _Video):
-        from .ask import _frames_run
+        from .ask import frames_run
 
         key = v.video["id"]
         if key not in self._frames:
-            run = _frames_run(self.store, v.video, self.models)
+            run = frames_run(self.store, v.video, self.models)
             self._frames[key] = self.store.frame_matrix(run["key"])
         return self._frames[key]
 
@@ -193,39 +193,24 @@ class EvalRunner:
                 "answer_id": r["answer_id"], "settings": {"ask": r["settings"]}}
 
     def _answer(self, item: EvalItem, v: _Video, out: dict) -> None:
-        """A baseline's own frames (and the timed text near them) to the answerer; adds to ``out``."""
-        from PIL import Image
-
+        """A baseline's own frames (and the timed text near them) to the answerer, through the same
+        ``Asker.answer_at`` as the product's search; adds the answer to ``out``."""
         from . import keyframes as kf
-        from .answer import AnswerRequest, ContextLine
-        from .media import read_frame_at
-        from .textsearch import lines_near
+        from .ask import Asker
 
-        o = self.opts
-        t0 = time.perf_counter()
-        keyframes = out["keyframes"]
-        times = [float(k["t"]) for k in keyframes]
-        frames = [Image.fromarray(read_frame_at(v.path, t, width=o.frame_width, info=v.info)) for t in times]
-        scores = [k["score"] if k.get("score") is not None else 0.0 for k in keyframes]
-        budgets = kf.frame_budgets(scores, o.k * 448 * 252, 64 * 64, 1280 * 720)
-        rows = sorted(lines_near(self.store, v.video["id"], times), key=lambda r: (r["start"], r["source"]))
-        context = [ContextLine(r["start"], r["end"], r["source"], r["text"]) for r in rows[: 12 + o.k]]
-        t1 = time.perf_counter()
-        answerer = self.models.answerer()
-        ans = answerer.answer(AnswerRequest(
-            question=item.question, options=list(item.options), frames=frames, timestamps=times, context=context,
-            pixel_budgets=budgets, seed=o.seed, max_new_tokens=o.max_new_tokens))
-        t2 = time.perf_counter()
-        out["timings"].update({"frames_ms": round((t1 - t0) * 1000, 1), "answer_ms": round((t2 - t1) * 1000, 1)})
+        kfs = [kf.Keyframe(float(k["t"]), float(k["score"]) if k.get("score") is not None else 0.0, 0)
+               for k in out["keyframes"]]
+        r = Asker(self.store, self.models, self._ask_options(), indexer=None).answer_at(
+            v.video, item.question, list(item.options), kfs, log=False)
+        t = r["timings"]
+        out["timings"].update({"frames_ms": t["frames_ms"], "answer_ms": t["answer_ms"]})
+        a = r["settings"]["models"]["answerer"]
         out.setdefault("settings", {})["answer"] = {
-            "answerer": self.models.profile.answerer, "fingerprint": getattr(answerer, "fingerprint", None),
-            "random_weights": bool(getattr(answerer, "random_weights", False)),
-            "prompt_template": ans.prompt_template, "pixel_budgets": budgets, "frame_width": o.frame_width,
-            "context": "timed text within 2 s of the keyframes"}
-        out.update(_answer_fields({"text": ans.text, "choice": ans.choice, "choice_text": ans.choice_text,
-                                   "cited": [round(c, 3) for c in ans.cited]}))
-        out["context"] = [{"source": c.source, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
-                          for c in ans.context_used]
+            "answerer": a["name"], "fingerprint": a["fingerprint"], "random_weights": a["random_weights"],
+            **{k: r["settings"][k] for k in ("prompt_template", "pixel_budgets", "frame_width", "seed")},
+            "context": "timed text near the keyframes"}
+        out.update(_answer_fields(r["answer"]))
+        out["context"] = r["context"]
 
 
 def _answer_fields(a: Mapping[str, Any]) -> dict:

@@ -118,7 +118,7 @@ def test_search_only_three_methods_side_by_side(cli, bench, tmp_path):
     assert by[("first", "uniform")]["hit"] is True  # 1.5 s is inside [0, 3]
 
     # topk: the K index frames closest to the raw question in CLIP space, in time order
-    from pipelines.ask import _frames_run
+    from pipelines.ask import frames_run
     from pipelines.models import Models, get_profile
 
     models = Models(get_profile("tiny"))
@@ -128,7 +128,7 @@ def test_search_only_three_methods_side_by_side(cli, bench, tmp_path):
                                   ("scene2", "What is shown in scene 2?")):
             t = by[(item_id, "topk")]
             video = store.get_video(t["video_id"])
-            times, vecs = store.frame_matrix(_frames_run(store, video, models)["key"])
+            times, vecs = store.frame_matrix(frames_run(store, video, models)["key"])
             sims = vecs @ models.clip().embed_texts([question])[0]
             best = sorted(np.argsort(-sims, kind="stable")[:K])
             assert [k["t"] for k in t["keyframes"]] == pytest.approx([float(times[i]) for i in best], abs=1e-3)
