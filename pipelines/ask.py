@@ -41,6 +41,7 @@ class AskOptions:
     context_lines: int = 12
     max_new_tokens: int = 64
     use_text: bool = True
+    decompose: str = "rules"  # "rules", or "llm": the answerer's language model names targets and cues
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +101,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     if not len(times):
         raise VqaError("the video has no indexed frames", video["path"])
     clip = models.clip()
-    subs = kf.decompose_question(question, options or [])
+    subs = _decompose(models, question, options or [], opts.decompose)
     qvecs = clip.embed_texts([s.text for s in subs])
     sims = (vecs @ qvecs.T).T  # (Q, N)
     weights = [s.weight for s in subs]
@@ -144,6 +145,22 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     timings = {"embed_query_ms": (t_embed - t0) * 1000, "text_ms": (t_text - t_embed) * 1000,
                "search_ms": (t_end - t_text) * 1000}
     return SearchOutcome(video, subs, result, hits, priors, zoom_frames, timings)
+
+
+def _decompose(models: Models, question: str, options: list[str], how: str) -> list[kf.SubQuery]:
+    """Rule-based by default; with ``llm`` the loaded answerer is asked (text only) for the targets and
+    cues, and anything it says that cannot be parsed falls back to the rules."""
+    if how != "llm":
+        return kf.decompose_question(question, options)
+    from .answer import AnswerRequest
+
+    answerer = models.answerer()
+
+    def generate(prompt: str) -> str:
+        req = AnswerRequest(question=prompt, options=[], frames=[], timestamps=[], context=[], max_new_tokens=64)
+        return answerer.answer(req).text
+
+    return kf.decompose_with_llm(question, options, generate)
 
 
 # -- vqa search: moments, no language model ------------------------------------------------------------

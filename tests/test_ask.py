@@ -106,3 +106,13 @@ def test_ask_missing_video_is_one_line(cli, tmp_path):
     res = cli("ask", str(tmp_path / "missing.mp4"), "What?", "--profile", "tiny")
     assert res.exit_code == 1
     assert res.stderr.strip().count("\n") == 0 and "missing.mp4" in res.stderr
+
+
+def test_llm_decomposition_runs_the_answerer_and_keeps_the_question(cli, indexed):
+    LOADS.clear()
+    res = cli("ask", str(indexed), "When does the red circle appear?", "--profile", "tiny", "--json",
+              "--decompose", "llm", "--frames", "4")
+    assert res.exit_code == 0, res.stderr
+    subs = json.loads(res.stdout)["subqueries"]
+    assert any(s["role"] == "question" for s in subs) and any(s["role"] == "target" for s in subs)
+    assert sum(v for k, v in LOADS.items() if k.startswith("answerer:")) == 1  # one model for both uses

@@ -97,6 +97,8 @@ def ask(
     save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Write the keyframes here.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
     no_text: Annotated[bool, typer.Option("--no-text", help="Ignore speech and on-screen text.")] = False,
+    decompose: Annotated[str, typer.Option(help="How the question is split into what must be seen: rules, "
+                                                "or llm (the answerer's language model).")] = "rules",
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
     api_model: Annotated[str | None, typer.Option(help="Model name on that server.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "VQA_API_KEY",
@@ -122,8 +124,11 @@ def ask(
     if batch is None and (video is None or (question is None and questions is None)):
         err("error: give VIDEO and QUESTION, or VIDEO --questions FILE, or --batch FILE")
         raise typer.Exit(2)
+    if decompose not in ("rules", "llm"):
+        err("error: --decompose must be 'rules' or 'llm'")
+        raise typer.Exit(2)
     opts = AskOptions(k=frames, seed=seed, zoom_rounds=zoom_rounds, max_new_tokens=max_new_tokens,
-                      use_text=not no_text)
+                      use_text=not no_text, decompose=decompose)
     failed = 0
     with errors_to_exit(), open_store(db) as store:
         models = build_models(profile, device=device, clip=clip, clip_pretrained=clip_pretrained,
