@@ -29,7 +29,7 @@ API (stable):
 - ``keyframe_search(times, scores, *, densify=None, params=SearchParams(), priors=(), weights=None,
   bounds=None, scenes=()) -> SearchResult``; ``scenes`` are the index's shots as (start, end): shots
   too short to hold an index frame are probed in the first zoom round (``unseen_scene_ranges``) and
-  keyframes go one per shot first. Pass them: on the haystack benchmark they are worth +10-15 points.
+  keyframes go one per shot first. Pass them: +15 points of hit rate in bench/search_quality.py.
   ``densify(ranges, fps) -> (new_times, new_scores)`` decodes and scores extra frames in ``ranges`` at
   ``fps``. ``scores`` is one curve ``(N,)`` (densify returns ``(M,)`` on the same scale) or raw
   per-sub-query sims ``(Q, N)`` with ``weights`` (densify returns raw ``(Q, M)``); both are normalised
