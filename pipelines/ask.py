@@ -139,8 +139,10 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
         return np.asarray(new_t), (fv @ qvecs.T).T
 
     params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path else 0, seed=opts.seed)
+    srun = store.latest_run(video["id"], "scenes")
+    shots = [(s["start"], s["end"]) for s in store.scenes(srun["key"])] if srun else []
     result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,
-                                bounds=(0.0, float(video["duration"] or times[-1])))
+                                bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots)
     t_end = time.perf_counter()
     timings = {"embed_query_ms": (t_embed - t0) * 1000, "text_ms": (t_text - t_embed) * 1000,
                "search_ms": (t_end - t_text) * 1000}
