@@ -52,3 +52,23 @@ def files_fingerprint(name: str, files: Iterable[str | os.PathLike]) -> str:
                 f.seek(size - (1 << 16))
                 h.update(f.read())
     return h.hexdigest()
+
+
+def packaged_folder(kind: str, name: str, packaged: dict[str, tuple[str, str]], marker: str) -> str:
+    """The ``model/`` folder inside a pip package that carries real weights (found without importing
+    the package). ``packaged`` maps a name to (module, distribution); ``marker`` is a file it must hold."""
+    import importlib.util
+    from pathlib import Path
+
+    from .errors import ModelError
+
+    if name not in packaged:
+        raise ModelError(f"no packaged {kind} {name!r}; packaged: {', '.join(packaged)}")
+    module, dist = packaged[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise ModelError(f"{kind} {name!r} is not installed: pip install {dist} (or pass a model folder)")
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / marker).is_file():
+        raise ModelError(f"{kind} {name!r}: {folder} has no {marker}; reinstall {dist}")
+    return str(folder)

