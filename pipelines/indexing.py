@@ -25,7 +25,7 @@ from .errors import MediaError, VqaError
 from .media import VideoInfo, check_file, decode, probe
 from .models import Models, Profile
 from .modelutil import files_fingerprint
-from .segment import SceneParams, SceneSegmenter
+from .segment import SceneParams, SceneSegmenter, to_jpeg
 
 STAGES = ("scenes", "frames", "captions", "transcript", "ocr", "textvec")
 ROWS_PER_COMMIT = 64
@@ -160,17 +160,6 @@ class _Sampler:
         return False
 
 
-def _jpeg(frame: np.ndarray, width: int, quality: int = 80) -> bytes:
-    from PIL import Image
-
-    im = Image.fromarray(frame)
-    if im.width > width:
-        im = im.resize((width, max(2, round(im.height * width / im.width))), Image.BILINEAR)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
 class Indexer:
     """Indexes videos into a store with one set of models (loaded lazily, once per process)."""
 
@@ -275,7 +264,7 @@ class Indexer:
                     return
                 vecs = embedder.embed_images([f for _, f in frames_buf])
                 rows = [{"run_key": key_frames, "idx": frame_idx[0] + i, "t": float(t),
-                         "embedding": to_blob(v), "jpeg": _jpeg(f, opts.thumb_width)}
+                         "embedding": to_blob(v), "jpeg": to_jpeg(f, opts.thumb_width)}
                         for i, ((t, f), v) in enumerate(zip(frames_buf, vecs))]
                 self.store.add_rows("frames", rows)
                 frame_idx[0] += len(rows)
@@ -320,7 +309,7 @@ class Indexer:
             scenes = segmenter.finish(duration)
             key = todo["scenes"].key
             rows = [{"run_key": key, "idx": i, "start": s.start, "end": s.end, "rep_t": s.rep_t,
-                     "rep_jpeg": _jpeg(s.rep_frame, 384) if s.rep_frame is not None else None}
+                     "rep_jpeg": s.rep_jpeg}
                     for i, s in enumerate(scenes)]
             self.store.finish_run(key, stats={"scenes": len(rows), "frames_analysed": len(segmenter.times)},
                                   rows={"scenes": rows})

@@ -31,7 +31,23 @@ class Scene:
     start: float
     end: float
     rep_t: float
-    rep_frame: np.ndarray | None = None
+    rep_jpeg: bytes | None = None  # the middle frame, JPEG-encoded when the scene closes (bounded memory)
+
+
+def to_jpeg(frame: np.ndarray | None, width: int | None = None, quality: int = 80) -> bytes | None:
+    """A small JPEG of an RGB frame (downscaled to ``width`` when wider)."""
+    if frame is None:
+        return None
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(frame)
+    if width and im.width > width:
+        im = im.resize((width, max(2, round(im.height * width / im.width))), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def make_detector(params: SceneParams):
@@ -126,7 +142,7 @@ class SceneSegmenter:
         if cut_t <= self._scene_start:
             return
         rep_t, rep = self._mid.middle(self._scene_start, cut_t)
-        self.scenes.append(Scene(self._scene_start, cut_t, rep_t, rep))
+        self.scenes.append(Scene(self._scene_start, cut_t, rep_t, to_jpeg(rep)))
         self.cuts.append(cut_t)
         # frames already buffered after the cut belong to the new scene
         keep = [(t, f) for t, f in self._mid.items if t >= cut_t]
@@ -142,5 +158,5 @@ class SceneSegmenter:
         end = max(duration, self.times[-1] if self.times else 0.0)
         if end > self._scene_start or not self.scenes:
             rep_t, rep = self._mid.middle(self._scene_start, end)
-            self.scenes.append(Scene(self._scene_start, end, rep_t, rep))
+            self.scenes.append(Scene(self._scene_start, end, rep_t, to_jpeg(rep)))
         return self.scenes
