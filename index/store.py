@@ -334,12 +334,13 @@ class Store:
 
     def purge_unfinished(self) -> int:
         """Drop the rows of runs that will never finish (failed, or running in a process that is gone);
-        the runs themselves stay on record. Returns how many runs were purged."""
+        the runs themselves stay on record. Returns how many rows were dropped."""
         with self.write() as db:
             keys = [r["key"] for r in db.query("select key, status, pid, host from runs where status != 'done'")
                     if r["status"] == "failed" or (r["host"] == self.host and not pid_alive(r["pid"]))]
+            before = db.conn.total_changes
             self._delete_run_rows(keys)
-            return len(keys)
+            return db.conn.total_changes - before
 
     def fail_run(self, key: str, error: str) -> None:
         with self.write() as db:

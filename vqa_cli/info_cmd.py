@@ -132,7 +132,7 @@ def gc(db: DbOpt = None) -> None:
                 removed += 1
         purged = store.purge_unfinished()
         store.db.execute("VACUUM")
-        typer.echo(f"{removed} videos forgotten; {purged} unfinished runs' rows dropped; database vacuumed")
+        typer.echo(f"{removed} videos forgotten; {purged} rows of unfinished runs dropped; database vacuumed")
 
 
 def doctor(db: DbOpt = None, profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
