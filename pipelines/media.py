@@ -217,7 +217,7 @@ def decode(
         cmd += ["-t", f"{duration:.3f}"]
     # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest;
     # eof_action=pass keeps the only frame of a one-frame video.
-    vf = f"fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo"
+    vf = f"fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0"
     cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             bufsize=frame_bytes * 2, process_group=0)
