@@ -65,13 +65,17 @@ def integrity(db: Path) -> str:
         conn.close()
 
 
-@pytest.fixture(scope="module")
-def built_models(models_home) -> Path:
-    """The tiny models, built once before any child process needs them."""
+def build_tiny_models() -> None:
+    """Build the tiny models once, before child processes need them (they share VQA_MODELS)."""
     from pipelines.tiny import tiny_blip, tiny_clip
 
     tiny_clip()
     tiny_blip()
+
+
+@pytest.fixture(scope="module")
+def built_models(models_home) -> Path:
+    build_tiny_models()
     return models_home
 
 
