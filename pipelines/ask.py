@@ -119,12 +119,15 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     t_text = time.perf_counter()
 
     path = _video_path(store, video)
-    info = probe(path) if path else None
     zoom_frames: dict[float, np.ndarray] = {}
+    probed: list = []  # probe only when the zoom decodes
 
     def densify(ranges, fps):
-        if info is None:
+        if path is None:
             return np.zeros(0), np.zeros((len(subs), 0))
+        if not probed:
+            probed.append(probe(path))
+        info = probed[0]
         new_t, frames = [], []
         for a, b in ranges:
             for t, f in decode(path, fps=fps, width=models.profile.decode_width, info=info, start=a,
