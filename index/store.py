@@ -150,6 +150,7 @@ class Store:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self._matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.host = socket.gethostname()
         self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         with contextlib.suppress(sqlite3.OperationalError):
@@ -378,7 +379,20 @@ class Store:
             "select scene_idx, start, end, text from captions where run_key = ? order by scene_idx", [key]))
 
     def frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(times (N,), embeddings (N, D) float32) of a done embedding run, in time order."""
+        """(times (N,), embeddings (N, D) float32) of a done embedding run, in time order. A done run
+        never changes, so a process keeps the last few it read (many questions, one read)."""
+        cached = self._matrices.get(key)
+        if cached is not None:
+            return cached
+        run = self.get_run(key)
+        out = self._read_frame_matrix(key)
+        if run and run["status"] == "done":
+            if len(self._matrices) >= 8:
+                self._matrices.pop(next(iter(self._matrices)))
+            self._matrices[key] = out
+        return out
+
+    def _read_frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         times, vecs = [], []
         for r in self.db.query("select t, embedding from frames where run_key = ? order by idx", [key]):
             times.append(r["t"])
