@@ -188,6 +188,7 @@ def search_moments(store: Store, models: Models, ref: str, text: str, *, top: in
     for m in ranked:
         m["scene"] = _scene_of(scenes, m["t"])
     return {"video": video["path"], "video_id": video["id"], "query": text,
+            "clip_random_weights": bool(models.clip().random_weights),
             "subqueries": [s.as_dict() for s in out.subqueries], "moments": ranked,
             "timings": {k: round(v, 2) for k, v in out.timings.items()}}
 

@@ -198,6 +198,8 @@ def search(
     if json_out:
         out_json(res)
         return
+    if res.get("clip_random_weights"):
+        err("note: this CLIP has random weights: moments found only by [visual] are noise")
     for m in res["moments"]:
         where = f"{m['video']}  " if all_videos else ""
         scene = f"  scene {m['scene']}" if m.get("scene") else ""
