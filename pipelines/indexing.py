@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from .segment import SceneParams, SceneSegmenter, to_jpeg
 
 STAGES = ("scenes", "frames", "captions", "transcript", "ocr", "textvec")
 ROWS_PER_COMMIT = 64
+MAX_PENDING_FRAMES = 512  # sampled frames held while the CLIP is still loading
 
 
 @dataclass(frozen=True)
@@ -251,18 +253,24 @@ class Indexer:
         profile = self.models.profile
         opts = self.opts
         consumers: list[tuple[_Sampler, Callable[[float, np.ndarray], None]]] = []
-        segmenter = embedder = scanner = None
+        segmenter = loading = scanner = None
         frames_buf: list[tuple[float, np.ndarray]] = []
         frame_idx = [0]
         key_frames = todo["frames"].key if "frames" in todo else None
 
         if "frames" in stages:
-            embedder = self.models.clip()  # load before the decode starts: fail fast on a missing model
+            # CLIP loads (imports included: seconds) in a thread while ffmpeg starts decoding and the
+            # scenes are analysed; sampled frames wait in a bounded buffer until it is ready, and a
+            # model that cannot load fails the stage at the first flush.
+            loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqa-load").submit(self.models.clip)
 
-            def flush() -> None:
+            def flush(final: bool = False) -> None:
                 if not frames_buf:
                     return
-                vecs = embedder.embed_images([f for _, f in frames_buf])
+                if not final and not loading.done() and len(frames_buf) < MAX_PENDING_FRAMES:
+                    return
+                clip = loading.result()
+                vecs = clip.embed_images([f for _, f in frames_buf])
                 rows = [{"run_key": key_frames, "idx": frame_idx[0] + i, "t": float(t),
                          "embedding": to_blob(v), "jpeg": to_jpeg(f, opts.thumb_width)}
                         for i, ((t, f), v) in enumerate(zip(frames_buf, vecs))]
@@ -287,7 +295,7 @@ class Indexer:
         for s in stages:
             p = todo[s]
             self.store.start_run(p.key, video_id, s, p.model, p.model_fp, p.params)
-        fps = max(opts.scene.fps if segmenter else 0, opts.embed_fps if embedder else 0,
+        fps = max(opts.scene.fps if segmenter else 0, opts.embed_fps if loading else 0,
                   opts.ocr_fps if scanner else 0)
         n = 0
         last_t = 0.0
@@ -313,10 +321,10 @@ class Indexer:
                     for i, s in enumerate(scenes)]
             self.store.finish_run(key, stats={"scenes": len(rows), "frames_analysed": len(segmenter.times)},
                                   rows={"scenes": rows})
-        if embedder is not None:
-            flush()
+        if loading is not None:
+            flush(final=True)
             self.store.finish_run(key_frames, stats={"frames": frame_idx[0], "dim": None,
-                                                     "random_weights": embedder.random_weights})
+                                                     "random_weights": loading.result().random_weights})
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)
 

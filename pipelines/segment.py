@@ -125,14 +125,15 @@ class SceneSegmenter:
         h, w = rgb.shape[:2]
         if w <= width:
             return rgb
-        return self._cv2.resize(rgb, (width, max(2, int(round(h * width / w)))), interpolation=self._cv2.INTER_AREA)
+        # bilinear: ~10x cheaper than INTER_AREA on non-integer ratios, and plenty for cut detection
+        return self._cv2.resize(rgb, (width, max(2, int(round(h * width / w)))), interpolation=self._cv2.INTER_LINEAR)
 
     def feed(self, t: float, rgb: np.ndarray) -> None:
         i = len(self.times)
         if i == 0:
             self._scene_start = t
         self.times.append(t)
-        bgr = np.ascontiguousarray(self._small(rgb, self.params.width)[:, :, ::-1])
+        bgr = self._cv2.cvtColor(self._small(rgb, self.params.width), self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         for c in cuts:
             self._close_at(self.times[min(c.frame_num, len(self.times) - 1)])
