@@ -11,7 +11,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DETECTORS = ("content", "adaptive", "histogram", "hash")
+# name -> (PySceneDetect class, the keyword its threshold goes to)
+_DETECTOR_CLASSES = {
+    "content": ("ContentDetector", "threshold"),
+    "adaptive": ("AdaptiveDetector", "adaptive_threshold"),
+    "histogram": ("HistogramDetector", "threshold"),
+    "hash": ("HashDetector", "threshold"),
+}
+DETECTORS = tuple(_DETECTOR_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -53,25 +60,14 @@ def to_jpeg(frame: np.ndarray | None, width: int | None = None, quality: int = 8
 def make_detector(params: SceneParams):
     from scenedetect import detectors
 
-    min_len = max(1, int(round(params.min_scene_len * params.fps)))
-    kw: dict = {"min_scene_len": min_len}
-    if params.detector == "content":
-        if params.threshold is not None:
-            kw["threshold"] = params.threshold
-        return detectors.ContentDetector(**kw)
-    if params.detector == "adaptive":
-        if params.threshold is not None:
-            kw["adaptive_threshold"] = params.threshold
-        return detectors.AdaptiveDetector(**kw)
-    if params.detector == "histogram":
-        if params.threshold is not None:
-            kw["threshold"] = params.threshold
-        return detectors.HistogramDetector(**kw)
-    if params.detector == "hash":
-        if params.threshold is not None:
-            kw["threshold"] = params.threshold
-        return detectors.HashDetector(**kw)
-    raise ValueError(f"unknown scene detector '{params.detector}' (choose from {', '.join(DETECTORS)})")
+    try:
+        cls_name, threshold_kw = _DETECTOR_CLASSES[params.detector]
+    except KeyError:
+        raise ValueError(f"unknown scene detector '{params.detector}' (choose from {', '.join(DETECTORS)})") from None
+    kw: dict = {"min_scene_len": max(1, int(round(params.min_scene_len * params.fps)))}
+    if params.threshold is not None:
+        kw[threshold_kw] = params.threshold
+    return getattr(detectors, cls_name)(**kw)
 
 
 class _MiddleFrame:

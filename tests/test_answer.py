@@ -329,8 +329,8 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
-                pass
+            def log_message(self, *args):  # keep the test output quiet
+                return
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
