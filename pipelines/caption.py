@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import ModelError
 from .loads import record_load
-from .modelutil import files_fingerprint, hub_offline, pick_device, quiet_hub
+from .modelutil import files_fingerprint, hub_offline, offline_reason, pick_device, quiet_hub
 
 CAPTION_PROMPT = "Describe this scene in one short sentence."
 
@@ -58,7 +58,7 @@ def model_type(spec: str) -> str | None:
 
 def _missing(spec: str, e: Exception) -> str:
     if hub_offline():
-        return (f"model '{spec}' is not a local folder and is not in the hub cache (HF_HUB_OFFLINE is set): "
+        return (f"model '{spec}' is not a local folder and is not in the hub cache ({offline_reason()}): "
                 "download it once online or pass a local folder")
     return f"cannot find model '{spec}': {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ModelError
 from .loads import record_load
-from .modelutil import files_fingerprint, hub_offline, pick_device
+from .modelutil import files_fingerprint, hub_offline, offline_reason, pick_device, quiet_hub
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class ClipEmbedder:
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.random_weights = random_weights
+        quiet_hub()
         import open_clip
         import torch
 
@@ -118,7 +119,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def _hub_message(spec: str, e: Exception) -> str:
     if hub_offline():
-        return (f"CLIP '{spec}' is not in the local cache and HF_HUB_OFFLINE is set: download it once "
+        return (f"CLIP '{spec}' is not in the local cache and {offline_reason()}: download it once "
                 "online, or pass a local checkpoint (--clip CONFIG.json --clip-pretrained WEIGHTS.pt)")
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return f"cannot load CLIP '{spec}': {first}"

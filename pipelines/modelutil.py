@@ -11,8 +11,46 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+_HUB_CHECKED = False
+
+
+def offline_if_hub_unreachable() -> None:
+    """With HF_HUB_OFFLINE unset, check once per process (3 s at most) that the hub answers; when it does
+    not, go offline for this process, so that a model missing from the cache fails at once instead of
+    retrying every file for ~25 s."""
+    global _HUB_CHECKED
+    if _HUB_CHECKED or hub_offline():
+        return
+    _HUB_CHECKED = True
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=3).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["VQA_HUB_UNREACHABLE"] = "1"
+        try:
+            from huggingface_hub import constants
+
+            constants.HF_HUB_OFFLINE = True
+        except ImportError:  # pragma: no cover
+            pass
+
+
+def offline_reason() -> str:
+    if os.environ.get("VQA_HUB_UNREACHABLE"):
+        return "the model hub cannot be reached"
+    return "HF_HUB_OFFLINE is set"
+
+
 def quiet_hub() -> None:
     """Fail fast instead of hanging on an unreachable hub, and keep library progress bars off stderr."""
+    import logging
+
+    offline_if_hub_unreachable()
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -142,3 +142,21 @@ def test_help_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'transformers', 'open_clip', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_hub_model_missing_and_hub_unreachable_is_one_line(tmp_path, silent_scenes_video):
+    """With HF_HUB_OFFLINE unset and the hub unreachable, a hub model fails at once with its name and
+    what to do: no retries, no library log lines."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "VQA_HUB_UNREACHABLE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", VQA_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "vqa_cli.app", "index", str(silent_scenes_video),
+                           "--profile", "cpu", "--db", str(tmp_path / "v.db")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, lines  # the file's line, then the summary
+    assert lines[0].startswith(f"{silent_scenes_video}: CLIP 'ViT-B-32@laion2b_s34b_b79k' is not in the local cache")
+    assert "cannot be reached" in lines[0] and "--clip-pretrained" in lines[0]
+    assert "Traceback" not in proc.stderr and "Retrying" not in proc.stderr

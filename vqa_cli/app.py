@@ -23,6 +23,11 @@ eval_cmd.register(app)
 
 
 def main() -> None:
+    import logging
+    import os
+
+    # Libraries log their own retries and errors; ours reach the user as one line each.
+    logging.basicConfig(level=logging.DEBUG if os.environ.get("VQA_DEBUG") else logging.CRITICAL)
     app()
 
 
