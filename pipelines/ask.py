@@ -25,7 +25,7 @@ from . import keyframes as kf
 from .errors import MediaError, NotIndexedError, VqaError
 from .indexing import Indexer, IndexOptions
 from .media import decode, probe, read_frame_at
-from .models import Models
+from .models import Models, is_random
 from .textsearch import TextHit, lines_near, search_text
 
 PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
@@ -406,7 +406,7 @@ class Asker:
                 "answerer": {"name": prof.answerer, "fingerprint": getattr(answerer, "fingerprint", None),
                              "random_weights": bool(getattr(answerer, "random_weights", False))},
                 "captioner": {"name": prof.captioner, "fingerprint": spec_fingerprint(prof.captioner),
-                              "random_weights": prof.captioner in ("tiny-blip",)},
+                              "random_weights": is_random(prof.captioner)},
                 "text_embedder": {"name": prof.text_embedder} if prof.text_embedder else None,
             },
             "k": self.opts.k, "seed": self.opts.seed, "frame_width": self.opts.frame_width,
