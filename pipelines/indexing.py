@@ -388,13 +388,28 @@ class Indexer:
         self.store.finish_run(plan.key, stats={"vectors": len(rows)}, rows={"text_vectors": rows})
 
 
+def _run_status(store: Store, run: dict | None) -> str:
+    if not run:
+        return "missing"
+    if run["status"] == "running" and run["host"] == store.host and not pid_alive(run["pid"]):
+        return "interrupted"  # its process died (killed); the next `vqa index` redoes it
+    return run["status"]
+
+
 def stage_status(store: Store, video_id: str, profile: Profile, opts: IndexOptions,
                  path: str | None = None) -> dict[str, str]:
-    """For `vqa ls`: each stage of the current settings -> done / running / interrupted / failed / missing."""
+    """For `vqa ls --profile P`: each stage that P calls for -> done / running / interrupted / failed /
+    missing."""
+    return {stage: _run_status(store, store.get_run(plan.key))
+            for stage, plan in plan_stages(video_id, profile, opts, path=path).items()}
+
+
+def latest_stage_status(store: Store, video_id: str) -> dict[str, str]:
+    """For `vqa ls`: each stage the video has been through, with any model -> the state of its latest run."""
     out = {}
-    for stage, plan in plan_stages(video_id, profile, opts, path=path).items():
-        run = store.get_run(plan.key)
-        out[stage] = run["status"] if run else "missing"
-        if out[stage] == "running" and run["host"] == store.host and not pid_alive(run["pid"]):
-            out[stage] = "interrupted"  # its process died (killed); the next `vqa index` redoes it
+    for stage in STAGES:
+        rows = list(store.db.query("select * from runs where video_id = ? and stage = ? "
+                                   "order by started_at desc limit 1", [video_id, stage]))
+        if rows:
+            out[stage] = _run_status(store, rows[0])
     return out

@@ -160,3 +160,13 @@ def test_hub_model_missing_and_hub_unreachable_is_one_line(tmp_path, silent_scen
     assert lines[0].startswith(f"{silent_scenes_video}: CLIP 'ViT-B-32@laion2b_s34b_b79k' is not in the local cache")
     assert "cannot be reached" in lines[0] and "--clip-pretrained" in lines[0]
     assert "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
+
+
+def test_ls_shows_stages_of_any_profile_and_against_one(cli, silent_scenes_video):
+    assert cli("index", str(silent_scenes_video), "--profile", "tiny", "--no-captions").exit_code == 0
+    import json
+
+    (row,) = json.loads(cli("ls", "--json").stdout)
+    assert row["stages"] == {"scenes": "done", "frames": "done"}  # what was run, whatever the models
+    (row,) = json.loads(cli("ls", "--json", "--profile", "tiny").stdout)
+    assert row["stages"]["captions"] == "missing" and not row["complete"]  # what `tiny` would still do

@@ -52,8 +52,8 @@ def _print_answer(r: dict) -> None:
     if models["answerer"].get("random_weights"):
         typer.echo(f"Note: random-weight models ({', '.join(random)}): this answer means nothing.")
     elif random:
-        typer.echo(f"Note: {' and '.join(random)} have random weights: keyframes were found through speech and "
-                   "on-screen text, not by what the frames show.")
+        typer.echo(f"Note: {' and '.join(random)} have random weights: keyframes are not chosen by what the "
+                   "frames show (speech and on-screen text still count).")
     typer.echo("Keyframes:")
     for k in r["keyframes"]:
         extra = f"  {k['image']}" if k.get("image") else ""

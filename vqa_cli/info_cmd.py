@@ -71,8 +71,10 @@ def ls(
     failed: Annotated[bool, typer.Option("--failed", help="List inputs that failed, with the cause.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """List indexed videos and how complete each stage is for the current profile."""
-    from pipelines.indexing import IndexOptions, stage_status
+    """List indexed videos and the state of each stage (with --profile: against what that profile needs)."""
+    import os
+
+    from pipelines.indexing import IndexOptions, latest_stage_status, stage_status
     from pipelines.models import get_profile
 
     with errors_to_exit(), open_store(db) as store:
@@ -83,11 +85,14 @@ def ls(
             for r in rows if not json_out else []:
                 typer.echo(f"{r['path']}: {r['message']}")
             return
-        prof = get_profile(profile)
+        prof = get_profile(profile) if profile or os.environ.get("VQA_PROFILE") else None
         out = []
         for v in store.list_videos():
             paths = store.video_paths(v["id"])
-            status = stage_status(store, v["id"], prof, IndexOptions(), path=paths[0] if paths else None)
+            if prof is None:
+                status = latest_stage_status(store, v["id"])
+            else:
+                status = stage_status(store, v["id"], prof, IndexOptions(), path=paths[0] if paths else None)
             out.append({"video_id": v["id"], "paths": paths, "duration": v["duration"], "stages": status,
                         "complete": all(s == "done" for s in status.values())})
         if json_out:
