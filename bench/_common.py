@@ -4,8 +4,10 @@ child processes with their peak memory."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
 OUT.mkdir(parents=True, exist_ok=True)
+MODELS = Path(tempfile.gettempdir()) / "vqa-bench-models"  # models vqa builds, shared by runs (outside timings)
 
 from tests.synth import make_scenes_video  # noqa: E402
 
@@ -44,8 +47,21 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, i
 
 def bench_env(home: Path) -> dict:
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", VQA_HOME=str(home))
+    env.update(HF_HUB_OFFLINE="1", VQA_HOME=str(home), VQA_MODELS=str(MODELS))
     return env
+
+
+def index_fresh(target: Path, *args: str) -> tuple[float, int]:
+    """``vqa index TARGET ARGS...`` on a fresh database: (wall seconds, peak RSS MiB); exits on failure."""
+    home = Path(tempfile.mkdtemp(prefix="vqa-bench-"))
+    try:
+        wall, rss, rc = run_measured([*vqa_cmd(), "index", str(target), "--db", str(home / "vqa.db"), *args],
+                                     env=bench_env(home))
+        if rc != 0:
+            raise SystemExit(f"vqa index {target} {' '.join(args)} failed (exit {rc})")
+        return wall, rss
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def vqa_cmd() -> list[str]:

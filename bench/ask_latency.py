@@ -15,7 +15,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from _common import OUT, bench_env, long_video, run_measured, vqa_cmd
 
@@ -27,9 +26,7 @@ def main() -> None:
     a = ap.parse_args()
 
     home = OUT / "ask-home"
-    models = Path("/tmp") / "vqa-bench-models"
     os.environ.update(bench_env(home))
-    os.environ["VQA_MODELS"] = str(models)
     db = home / "vqa.db"
     video = long_video(a.minutes, size="640x360", rate=25, scene_s=20)
     wall, _, rc = run_measured([*vqa_cmd(), "index", str(video), "--profile", "tiny", "--db", str(db)],

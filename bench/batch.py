@@ -12,11 +12,9 @@ Usage: python bench/batch.py [--videos 24] [--seconds 30] [--size 640x360] [--ca
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
-from _common import OUT, bench_env, run_measured, vqa_cmd
+from _common import OUT, index_fresh
 
 from tests.synth import SOURCES, make_scenes_video
 
@@ -37,18 +35,8 @@ def batch_videos(n: int, seconds: float, size: str) -> tuple[Path, float]:
     return folder, n * seconds
 
 
-def index_folder(folder: Path, models: Path, jobs: int, extra: list[str]) -> float:
-    home = Path(tempfile.mkdtemp(prefix="vqa-bench-batch-"))
-    env = bench_env(home)
-    env["VQA_MODELS"] = str(models)
-    try:
-        wall, _, rc = run_measured([*vqa_cmd(), "index", str(folder), "--profile", "tiny", "--jobs", str(jobs),
-                                    "--db", str(home / "vqa.db"), *extra], env=env)
-        if rc != 0:
-            raise SystemExit(f"vqa index --jobs {jobs} failed (exit {rc})")
-        return wall
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+def index_folder(folder: Path, jobs: int, extra: list[str]) -> float:
+    return index_fresh(folder, "--profile", "tiny", "--jobs", str(jobs), *extra)[0]
 
 
 def main() -> None:
@@ -61,15 +49,14 @@ def main() -> None:
     a = ap.parse_args()
 
     folder, total = batch_videos(a.videos, a.seconds, a.size)
-    models = Path(tempfile.gettempdir()) / "vqa-bench-models"  # tiny models built once, outside timings
     extra = [] if a.captions else ["--no-captions"]
     warm, warm_total = batch_videos(1, 2.0, a.size)
-    index_folder(warm, models, 1, [])  # builds the models and warms the page cache
-    startup = min(index_folder(warm, models, 1, extra) for _ in range(a.repeat))
+    index_folder(warm, 1, [])  # builds the models and warms the page cache
+    startup = min(index_folder(warm, 1, extra) for _ in range(a.repeat))
     walls = {1: float("inf"), 2: float("inf")}
     for _ in range(a.repeat):
         for jobs in walls:
-            walls[jobs] = min(walls[jobs], index_folder(folder, models, jobs, extra))
+            walls[jobs] = min(walls[jobs], index_folder(folder, jobs, extra))
     print(f"videos: {a.videos} x {a.seconds:g} s ({a.size}), {total:g} video seconds; profile tiny"
           f"{'' if a.captions else ', --no-captions'}")
     for jobs, wall in walls.items():

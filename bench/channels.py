@@ -42,7 +42,6 @@ def main() -> None:
     duration = a.minutes * 60
     home = Path(tempfile.mkdtemp(prefix="vqa-bench-"))
     env = bench_env(home)
-    env["VQA_MODELS"] = str(Path(tempfile.gettempdir()) / "vqa-bench-models")
     try:
         # warm-up on the short demo: builds/loads models once, fills the page cache
         run_measured([*vqa_cmd(), "index", str(ROOT / "assets" / "demo.mp4"), "--profile", "offline",

@@ -10,28 +10,15 @@ Usage: python bench/index_speed.py [--minutes 10] [--long 60] [--short 6]
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
-from _common import bench_env, long_video, run_measured, vqa_cmd
+from _common import index_fresh, long_video, run_measured
 
 from pipelines.media import ffmpeg_binary
 
 
-def index_once(video: Path, extra: list[str] = ()) -> tuple[float, int]:
-    home = Path(tempfile.mkdtemp(prefix="vqa-bench-"))
-    models = Path(tempfile.gettempdir()) / "vqa-bench-models"  # tiny models built once, outside timings
-    env = bench_env(home)
-    env["VQA_MODELS"] = str(models)
-    try:
-        wall, rss, rc = run_measured([*vqa_cmd(), "index", str(video), "--profile", "tiny", "--db",
-                                      str(home / "vqa.db"), *extra], env=env)
-        if rc != 0:
-            raise SystemExit(f"vqa index failed on {video}")
-        return wall, rss
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+def index_once(video: Path) -> tuple[float, int]:
+    return index_fresh(video, "--profile", "tiny")
 
 
 def main() -> None:
