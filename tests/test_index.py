@@ -144,6 +144,18 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_entry_point_tunes_gc_and_keeps_exit_codes():
+    """`vqa` (main) collects less often than CPython's default and freezes the heap on the way out, on a
+    usage error too, with the exit code unchanged."""
+    code = ("import atexit, gc, sys; from vqa_cli.app import GC_THRESHOLDS, main; "
+            "atexit.register(lambda: print(gc.get_threshold() == GC_THRESHOLDS, gc.get_freeze_count() > 0)); "
+            "sys.argv = ['vqa', 'ask']; main()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stdout.split() == ["True", "True"]
+    assert out.stderr.strip().splitlines() == ["error: give VIDEO and QUESTION, or VIDEO --questions FILE, or --batch FILE"]
+
+
 def test_hub_model_missing_and_hub_unreachable_is_one_line(tmp_path, silent_scenes_video):
     """With HF_HUB_OFFLINE unset and the hub unreachable, a hub model fails at once with its name and
     what to do: no retries, no library log lines."""
