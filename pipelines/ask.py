@@ -248,7 +248,7 @@ def search_library(store: Store, models: Models, text: str, *, top: int = 10) ->
         if len(results) >= top:
             break
     return {"query": text, "videos": int(len(set(lib.video_ids.tolist()))), "frames": int(lib.index.ntotal),
-            "moments": results}
+            "clip_random_weights": bool(clip.random_weights), "moments": results}
 
 
 def _scenes(store: Store, video_id: str) -> list[dict]:

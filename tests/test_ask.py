@@ -99,7 +99,10 @@ def test_ask_indexes_first_and_search(cli, silent_scenes_video):
     res = cli("search", "--all", "colour bars", "--profile", "tiny", "--json")
     assert res.exit_code == 0, res.stderr
     lib = json.loads(res.stdout)
-    assert lib["videos"] == 1 and lib["moments"]
+    assert lib["videos"] == 1 and lib["moments"] and lib["clip_random_weights"] is True
+    res = cli("search", "--all", "colour bars", "--profile", "tiny")
+    assert res.exit_code == 0 and "this CLIP has random weights" in res.stderr
+    assert len(res.stdout.strip().splitlines()) == len(lib["moments"])
 
 
 def test_ask_missing_video_is_one_line(cli, tmp_path):
