@@ -174,45 +174,57 @@ def search_moments(store: Store, models: Models, ref: str, text: str, *, top: in
                    indexer: Indexer | None = None) -> dict:
     """The best matching moments (start, end, score, scene, channel) from frames and timed text."""
     video = _resolve_video(store, ref, indexer=indexer)
-    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=top, zoom_rounds=0),
+    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=2 * top, zoom_rounds=0),
                            indexer=None)
     scenes = _scenes(store, video["id"])
+    shots = [(s["start"], s["end"]) for s in scenes]
+    res = out.result
+    duration = float(video["duration"] or (res.curve_times[-1] if len(res.curve_times) else 0.0))
     moments = []
-    for k in out.result.keyframes:
-        moments.append({"start": max(0.0, k.t - 0.5), "end": k.t + 0.5, "t": k.t, "score": k.score,
-                        "channel": "visual", "text": None})
+    for k in res.keyframes:  # each visual moment spans the hump its keyframe tops, inside its shot
+        start, end = kf.peak_extent(res.curve_times, res.curve_scores, k.t, tolerance=res.params.tolerance,
+                                    scenes=shots, bounds=(0.0, duration))
+        moments.append({"start": start, "end": end, "t": k.t, "score": k.score, "channel": "visual",
+                        "text": None})
     for h in out.text_hits:
         moments.append({"start": h.start, "end": h.end, "t": (h.start + h.end) / 2, "score": None,
                         "channel": h.source, "text": h.text, "via": h.via})
-    ranked = _fuse_moments(moments, out.result.keyframes, out.text_hits)[:top]
+    # a random-weights CLIP ranks frames by noise: then its moments only fill in after the timed lines
+    random_clip = bool(models.clip().random_weights)
+    ranked = _fuse_moments(moments, visual_weight=0.01 if random_clip else 1.0)[:top]  # 2x keyframes: humps merge
     for m in ranked:
         m["scene"] = _scene_of(scenes, m["t"])
     return {"video": video["path"], "video_id": video["id"], "query": text,
-            "clip_random_weights": bool(models.clip().random_weights),
+            "clip_random_weights": random_clip,
             "subqueries": [s.as_dict() for s in out.subqueries], "moments": ranked,
             "timings": {k: round(v, 2) for k, v in out.timings.items()}}
 
 
-def _fuse_moments(moments: list[dict], keyframes, hits) -> list[dict]:
+def _fuse_moments(moments: list[dict], *, visual_weight: float = 1.0) -> list[dict]:
     """Reciprocal-rank fusion of the visual ranking and the text ranking; overlapping moments merge and
-    keep every channel that found them."""
+    keep every channel that found them. Two rankers (the frames, and the timed lines of speech, screen
+    and captions) each add their best reciprocal rank once per moment: three weak lines in one place do
+    not outweigh the line that matches, nor do several keyframes of one hump count as several findings."""
     vis = sorted([m for m in moments if m["channel"] == "visual"], key=lambda m: -m["score"])
     txt = [m for m in moments if m["channel"] != "visual"]
     for rank, m in enumerate(vis):
-        m["rrf"] = 1.0 / (10 + rank)
+        m["rrf"] = visual_weight / (10 + rank)
     for rank, m in enumerate(txt):
         m["rrf"] = 1.5 / (10 + rank)  # what is said or written is exact when it matches
     merged: list[dict] = []
     for m in sorted(vis + txt, key=lambda m: -m["rrf"]):
+        ranker = "visual" if m["channel"] == "visual" else "text"
         for g in merged:
-            if m["start"] <= g["end"] + 0.5 and g["start"] <= m["end"] + 0.5:
-                g["rrf"] += m["rrf"]
+            if m["start"] < g["end"] and g["start"] < m["end"]:  # they share time (touching shots do not)
+                if ranker not in g["rankers"]:  # sorted by rrf: a ranker's first hit here is its best
+                    g["rankers"].add(ranker)
+                    g["rrf"] += m["rrf"]
                 g["channels"] = sorted(set(g["channels"]) | {m["channel"]})
                 if m.get("text") and not g.get("text"):
                     g["text"] = m["text"]
                 break
         else:
-            merged.append({"start": m["start"], "end": m["end"], "t": m["t"], "rrf": m["rrf"],
+            merged.append({"start": m["start"], "end": m["end"], "t": m["t"], "rrf": m["rrf"], "rankers": {ranker},
                            "channels": [m["channel"]], "text": m.get("text"),
                            "visual_score": m["score"] if m["channel"] == "visual" else None})
     merged.sort(key=lambda g: -g["rrf"])

@@ -36,6 +36,9 @@ API (stable):
   with the index frames' statistics (a 1-D curve like cosines: spread floored at 0.01), so new frames
   are comparable. ``select_keyframes`` and ``zoom_ranges`` take scores in those fused z units
   (``tolerance``, ``min_peak`` are in z units).
+- ``peak_extent(times, scores, t0, *, tolerance, scenes, pad, bounds) -> (start, end)``: the moment a
+  keyframe stands for (its hump of the curve, inside its shot); ``SearchResult.curve_times`` /
+  ``curve_scores`` hold every frame scored, for that.
 - ``frame_budgets(scores_of_selected, total_pixels, min_pixels, max_pixels) -> [int]`` (QuoTA).
 """
 
@@ -628,6 +631,9 @@ class SearchResult:
     trace: list[dict]
     frames_scored: int
     params: SearchParams
+    # every frame scored (index and zoom frames), time-sorted, with its fused score: for moment extents
+    curve_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    curve_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     @property
     def times(self) -> list[float]:
@@ -735,7 +741,40 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                            temperature=params.temperature, concentration=params.concentration,
                            jitter=params.jitter)
     kfs = [Keyframe(float(all_t[i]), float(all_s[i]), int(rounds[i])) for i in idx]
-    return SearchResult(kfs, trace, frames_scored, params)
+    order = np.argsort(all_t, kind="stable")
+    return SearchResult(kfs, trace, frames_scored, params, all_t[order], all_s[order])
+
+
+def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: float = 1.0,
+                scenes: Sequence[tuple[float, float]] = (), pad: float | None = None,
+                bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The moment around the frame at ``t0``: the run of neighbouring frames scoring at least its score
+    minus ``tolerance`` (the hump it tops, as ``_peaks`` sees it), not crossing a boundary of its scene,
+    widened by ``pad`` seconds each side (default: half the frames' median spacing) and clipped to the
+    scene and to ``bounds``."""
+    t = np.asarray(times, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    t, s = t[order], s[order]
+    if not len(t):
+        return (t0, t0)
+    i = int(np.argmin(np.abs(t - t0)))
+    groups = scene_ids(t, scenes) if len(scenes) else np.full(len(t), -1)
+    floor = s[i] - tolerance
+    lo = i
+    while lo > 0 and s[lo - 1] >= floor and groups[lo - 1] == groups[i]:
+        lo -= 1
+    hi = i
+    while hi + 1 < len(t) and s[hi + 1] >= floor and groups[hi + 1] == groups[i]:
+        hi += 1
+    half = sampling_interval(t) / 2.0 if pad is None else pad
+    start, end = t[lo] - half, t[hi] + half
+    if groups[i] >= 0:
+        a, b = sorted(scenes)[int(groups[i])]
+        start, end = max(start, a), min(end, b)
+    if bounds is not None:
+        start, end = max(start, bounds[0]), min(end, bounds[1])
+    return (float(start), float(max(end, start)))
 
 
 def unseen_scene_ranges(times: np.ndarray, scores: np.ndarray, scenes: Sequence[tuple[float, float]],

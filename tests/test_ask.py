@@ -96,6 +96,15 @@ def test_ask_indexes_first_and_search(cli, silent_scenes_video):
     assert res.exit_code == 0, res.stderr
     moments = json.loads(res.stdout)["moments"]
     assert moments and all(m["start"] <= m["end"] and m["channels"] == ["visual"] for m in moments)
+    # each visual moment holds its best frame and stays inside the video and inside one detected shot
+    listed = json.loads(cli("scenes", str(silent_scenes_video), "--json").stdout)
+    shots = listed["scenes"]
+    assert len(shots) == 3
+    for m in moments:
+        assert 0.0 <= m["start"] <= m["t"] <= m["end"] <= listed["duration"]
+        assert any(s["start"] <= m["start"] and m["end"] <= s["end"] for s in shots), (m, shots)
+    spans = sorted((m["start"], m["end"]) for m in moments)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # no two share time
     res = cli("search", "--all", "colour bars", "--profile", "tiny", "--json")
     assert res.exit_code == 0, res.stderr
     lib = json.loads(res.stdout)
@@ -119,3 +128,29 @@ def test_llm_decomposition_runs_the_answerer_and_keeps_the_question(cli, indexed
     subs = json.loads(res.stdout)["subqueries"]
     assert any(s["role"] == "question" for s in subs) and any(s["role"] == "target" for s in subs)
     assert sum(v for k, v in LOADS.items() if k.startswith("answerer:")) == 1  # one model for both uses
+
+
+def test_moment_fusion_counts_each_ranking_once_per_moment():
+    from pipelines.ask import _fuse_moments
+
+    def vis(a, b, score):
+        return {"start": a, "end": b, "t": (a + b) / 2, "score": score, "channel": "visual", "text": None}
+
+    def line(a, b, source, text):
+        return {"start": a, "end": b, "t": (a + b) / 2, "score": None, "channel": source, "text": text}
+
+    moments = [vis(0.0, 6.0, 0.9), vis(1.0, 3.0, 0.8), vis(6.0, 12.0, 0.1),  # two keyframes in one hump
+               line(7.0, 9.0, "screen", "Fish market closes at 11:30"),  # the best line
+               line(0.5, 2.0, "speech", "weak"), line(1.0, 1.5, "screen", "weaker")]
+    out = _fuse_moments(moments)
+    by_text = {m["text"]: m for m in out}
+    # 0.5-2 holds two lines and two keyframes: one visual vote (rank 0) + the text's best there (rank 1)
+    assert by_text["weak"]["score"] == round(1 / 10 + 1.5 / 11, 4)
+    assert by_text["weak"]["channels"] == ["screen", "speech", "visual"]
+    # 6-12 touches 0-6 but shares no time: a moment of its own, with its own keyframe
+    fish = by_text["Fish market closes at 11:30"]
+    assert (fish["start"], fish["end"]) == (7.0, 9.0) and fish["channels"] == ["screen", "visual"]
+    assert fish["score"] == round(1.5 / 10 + 1 / 12, 4) and len(out) == 2
+    # with a random-weights CLIP the frames barely vote: the best line comes first
+    noisy = _fuse_moments([dict(m) for m in moments], visual_weight=0.01)
+    assert noisy[0]["text"] == "Fish market closes at 11:30"

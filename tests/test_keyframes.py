@@ -19,6 +19,7 @@ from pipelines.keyframes import (
     frame_budgets,
     fuse_scores,
     keyframe_search,
+    peak_extent,
     scene_ids,
     select_keyframes,
     unseen_scene_ranges,
@@ -450,6 +451,35 @@ def test_search_without_densify_and_result_types():
     assert 12.0 in res.times
     empty = keyframe_search(np.zeros(0), np.zeros(0), densify=grid_densify(lambda ts: ts))
     assert empty.keyframes == []
+
+
+def test_peak_extent_spans_the_hump_inside_its_shot():
+    t = np.arange(0.0, 40.0)  # 1 fps
+    s = np.zeros(40)
+    s[10:15] = [3.0, 3.6, 4.0, 3.4, 3.1]  # one hump, 10..14 s, within 1.0 of its top
+    s[16:19] = 3.9  # a second hump after a dip at 15 s
+    assert peak_extent(t, s, 12.0) == (9.5, 14.5)
+    assert peak_extent(t, s, 12.0, tolerance=0.5) == (10.5, 12.5)
+    assert peak_extent(t, s, 17.0) == (15.5, 18.5)
+    # a cut at 12.5 s: the moment stays inside the keyframe's shot
+    shots = [(0.0, 12.5), (12.5, 40.0)]
+    assert peak_extent(t, s, 12.0, scenes=shots) == (9.5, 12.5)
+    assert peak_extent(t, s, 13.0, scenes=shots) == (12.5, 14.5)
+    # clipped to the video; zoom frames (denser) are part of the curve like any other
+    assert peak_extent(t, np.full(40, 1.0), 0.0, bounds=(0.0, 39.2)) == (0.0, 39.2)
+    tz = np.concatenate([t, [20.25, 20.5, 20.75]])
+    sz = np.concatenate([np.zeros(40), [5.0, 5.2, 5.0]])
+    assert peak_extent(tz, sz, 20.5, pad=0.125) == (20.125, 20.875)
+
+
+def test_search_result_keeps_the_scored_curve_in_time_order():
+    t = np.arange(0.0, 30.0)
+    curve = lambda ts: bump(ts, 12.3, 0.3, 1.0)  # noqa: E731
+    res = keyframe_search(t, curve(t), densify=grid_densify(curve), params=SearchParams(k=3, zoom_rounds=1))
+    assert len(res.curve_times) == len(res.curve_scores) == res.trace[0]["frames_scored"] + res.trace[1]["new_frames"]
+    assert np.all(np.diff(res.curve_times) > 0)
+    top = res.curve_times[np.argmax(res.curve_scores)]
+    assert top == max(res.keyframes, key=lambda k: k.score).t and abs(top - 12.3) < 0.2
 
 
 def test_densify_length_mismatch_is_an_error():
