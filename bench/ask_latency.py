@@ -38,7 +38,7 @@ def main() -> None:
 
     from index.store import Store
     from pipelines.ask import AskOptions, search_keyframes
-    from pipelines.models import Models, get_profile
+    from pipelines.backends.profiles import Models, get_profile
 
     store = Store(db)
     models = Models(get_profile("tiny"))

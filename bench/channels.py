@@ -19,7 +19,7 @@ from pathlib import Path
 
 from _common import OUT, ROOT, bench_env, run_measured, vqa_cmd
 
-from pipelines.media import ffmpeg_binary
+from pipelines.stages.media import ffmpeg_binary
 
 
 def looped_demo(minutes: float) -> Path:

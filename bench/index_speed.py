@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _common import index_fresh, long_video, run_measured
 
-from pipelines.media import ffmpeg_binary
+from pipelines.stages.media import ffmpeg_binary
 
 
 def index_once(video: Path) -> tuple[float, int]:

@@ -20,8 +20,8 @@ import time
 
 from _common import OUT
 
-from pipelines.media import decode, probe
-from pipelines.segment import DETECTORS, SceneParams, SceneSegmenter
+from pipelines.stages.media import decode, probe
+from pipelines.stages.segment import DETECTORS, SceneParams, SceneSegmenter
 from tests.synth import make_scenes_video
 
 CASES = {
@@ -40,7 +40,7 @@ def fade_video(path) -> list[float]:
     """Two scenes joined by a 1.5 s cross-fade: no hard cut; at most one detection counts as right."""
     import subprocess
 
-    from pipelines.media import ffmpeg_binary
+    from pipelines.stages.media import ffmpeg_binary
 
     subprocess.run([ffmpeg_binary(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
                     "testsrc2=size=320x180:rate=25:duration=5", "-f", "lavfi", "-i",

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.keyframes import SearchParams, decompose_question, keyframe_search  # noqa: E402
+from pipelines.search.keyframes import SearchParams, decompose_question, keyframe_search  # noqa: E402
 
 TARGET_MS = 20.0
 

@@ -6,9 +6,9 @@ evidence interval?
 
 DIR holds the videos and a ``bench.jsonl`` in the native evaluation format (``id``, ``video``,
 ``question``, ``options``, ``evidence`` = [start, end] seconds). Per video, as the indexer does, one
-``pipelines.media.decode`` pass at the scene-analysis rate feeds ``pipelines.segment.SceneSegmenter``
+``pipelines.stages.media.decode`` pass at the scene-analysis rate feeds ``pipelines.stages.segment.SceneSegmenter``
 and, on a coarser grid, the CLIP given (an open_clip model-config JSON plus checkpoint, loaded through
-``pipelines.embed``); per item, the question is decomposed and every method picks K keyframes:
+``pipelines.stages.clip``); per item, the question is decomposed and every method picks K keyframes:
 
 - ``uniform``: K evenly spaced index frames;
 - ``clip-top``: the K index frames with the highest fused CLIP score (same sub-queries, no search);
@@ -37,8 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines import keyframes as kf  # noqa: E402
-from pipelines.media import decode, probe  # noqa: E402
+from pipelines.search import keyframes as kf  # noqa: E402
+from pipelines.stages.media import decode, probe  # noqa: E402
 
 METHODS = ("uniform", "clip-top", "search-nozoom", "search-noscenes", "search")
 
@@ -67,7 +67,7 @@ def parse_params(pairs: list[str], base: kf.SearchParams) -> kf.SearchParams:
 def index_video(clip, path: str, *, info, index_fps: float, scene_fps: float, width: int):
     """One decode at the scene rate: shots from the segmenter, CLIP vectors of the frames on the index
     grid (first frame at or after each grid step), like the indexer."""
-    from pipelines.segment import SceneParams, SceneSegmenter
+    from pipelines.stages.segment import SceneParams, SceneSegmenter
 
     segmenter = SceneSegmenter(SceneParams(fps=scene_fps))
     times, frames = [], []
@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
-    from pipelines.embed import ClipEmbedder, ClipSpec
+    from pipelines.stages.clip import ClipEmbedder, ClipSpec
 
     params = parse_params(args.param, kf.SearchParams(k=args.k))
     clip = ClipEmbedder(ClipSpec.parse(args.clip_config, args.clip_checkpoint), device="cpu", batch_size=256)

@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 
 from index.store import Store
-
-from . import keyframes as kf
-from .errors import MediaError, NotIndexedError, VqaError
-from .indexing import Indexer, IndexOptions
-from .media import decode, probe, read_frame_at
-from .models import Models, is_random
-from .textsearch import TextHit, lines_near, search_text
+from pipelines.backends.profiles import Models, is_random
+from pipelines.errors import MediaError, NotIndexedError, VqaError
+from pipelines.indexing import Indexer, IndexOptions
+from pipelines.search import keyframes as kf
+from pipelines.search.textsearch import TextHit, lines_near, search_text
+from pipelines.stages.media import decode, probe, read_frame_at
 
 PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
 
@@ -80,7 +79,7 @@ def _video_path(store: Store, video: dict) -> str | None:
 
 
 def frames_run(store: Store, video: dict, models: Models) -> dict:
-    from .indexing import spec_fingerprint
+    from pipelines.indexing import spec_fingerprint
 
     fp = spec_fingerprint(models.profile.clip)
     rows = list(store.db.query(
@@ -157,7 +156,7 @@ def _decompose(models: Models, question: str, options: list[str], how: str) -> l
     cues, and anything it says that cannot be parsed falls back to the rules."""
     if how != "llm":
         return kf.decompose_question(question, options)
-    from .answer import AnswerRequest
+    from pipelines.answerers.base import AnswerRequest
 
     answerer = models.answerer()
 
@@ -237,8 +236,7 @@ def _fuse_moments(moments: list[dict], *, visual_weight: float = 1.0) -> list[di
 def search_library(store: Store, models: Models, text: str, *, top: int = 10) -> dict:
     """`vqa search --all`: every indexed video, through the library-wide FAISS index."""
     from index.vectors import LibraryIndex, top_k
-
-    from .indexing import spec_fingerprint
+    from pipelines.indexing import spec_fingerprint
 
     lib = LibraryIndex.load(store, spec_fingerprint(models.profile.clip))
     clip = models.clip()
@@ -309,7 +307,7 @@ class Asker:
                   started: float | None = None, log: bool = True) -> dict:
         """Answer from given keyframes (the product's search, or a baseline's) plus the timed text:
         the search's text hits, the lines around the keyframes and the captions of their scenes."""
-        from .answer import AnswerRequest, ContextLine
+        from pipelines.answerers.base import AnswerRequest, ContextLine
 
         opts = self.opts
         t0 = started or time.perf_counter()
@@ -406,7 +404,7 @@ class Asker:
         return out
 
     def _settings(self, budgets, answerer, ans) -> dict:
-        from .indexing import spec_fingerprint
+        from pipelines.indexing import spec_fingerprint
 
         prof = self.models.profile
         clip = self.models.clip()

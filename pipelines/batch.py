@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from index.store import Store
-
-from .indexing import Indexer, IndexResult
+from pipelines.indexing import Indexer, IndexResult
 
 
 def index_many(indexer: Indexer, paths: list[str], *, jobs: int = 1) -> Iterator[IndexResult]:

@@ -26,8 +26,8 @@ def packaged_models() -> dict[str, str | None]:
 
 
 def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
-    from .media import ffmpeg_binary, ffprobe_binary
-    from .models import get_profile, is_random
+    from pipelines.backends.profiles import get_profile, is_random
+    from pipelines.stages.media import ffmpeg_binary, ffprobe_binary
 
     checks = []
     try:

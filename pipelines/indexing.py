@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 
 from index.store import Store, fingerprint_file, pid_alive, run_key, to_blob
-
-from .errors import MediaError, VqaError
-from .media import VideoInfo, check_file, decode, probe
-from .models import Models, Profile
-from .modelutil import files_fingerprint
-from .segment import SceneParams, SceneSegmenter, to_jpeg
+from pipelines.backends.profiles import Models, Profile
+from pipelines.backends.util import files_fingerprint
+from pipelines.errors import MediaError, VqaError
+from pipelines.stages.media import VideoInfo, check_file, decode, probe
+from pipelines.stages.segment import SceneParams, SceneSegmenter, to_jpeg
 
 STAGES = ("scenes", "frames", "captions", "transcript", "ocr", "textvec")
 ROWS_PER_COMMIT = 64
@@ -69,7 +68,7 @@ def spec_fingerprint(spec: str | None) -> str:
     """A model's identity without loading it: local files are hashed (cheaply), hub ids are their name."""
     if not spec:
         return "none"
-    from .models import TINY_NAMES
+    from pipelines.backends.profiles import TINY_NAMES
 
     if spec in TINY_NAMES:
         return f"{spec}-v1"
@@ -348,7 +347,7 @@ class Indexer:
 
     # Text channels (speech, on-screen text, their sentence vectors) ------------------------------------
     def _ocr_scanner(self):
-        from .ocr import OcrScanner
+        from pipelines.stages.ocr import OcrScanner
 
         return OcrScanner(self.models.ocr())
 

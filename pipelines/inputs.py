@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-from .media import VIDEO_EXTENSIONS
+from pipelines.stages.media import VIDEO_EXTENSIONS
 
 
 def read_stdin_paths(stream: TextIO, nul: bool = False) -> list[str]:

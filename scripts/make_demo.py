@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipelines.media import ffmpeg_binary  # noqa: E402
+from pipelines.stages.media import ffmpeg_binary  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
 LEAD, TAIL = 0.5, 0.7  # silence before and after each scene's narration (seconds)

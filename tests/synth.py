@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipelines.media import ffmpeg_binary
+from pipelines.stages.media import ffmpeg_binary
 
 # Visually distinct sources: hard cuts between any two of them are unambiguous.
 SOURCES = ["testsrc2", "smptebars", "mandelbrot", "rgbtestsrc", "color=c=0x2050c0", "cellauto",

@@ -15,25 +15,27 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.answer import (  # noqa: E402
+from pipelines.answerers.base import (  # noqa: E402
     Answer,
     AnswerRequest,
     ContextLine,
-    Qwen25VLAnswerer,
     answerer_kinds,
+    load_answerer,
+    register_answerer,
+)
+from pipelines.answerers.prompt import (  # noqa: E402
     cite,
     fit_to_budget,
-    load_answerer,
     option_texts,
     parse_choice,
     prompt_body,
-    register_answerer,
     select_context,
     top_frames,
     words,
 )
+from pipelines.answerers.vlm import Qwen25VLAnswerer  # noqa: E402
 from pipelines.errors import ModelError  # noqa: E402
-from pipelines.loads import LOADS  # noqa: E402
+from pipelines.backends.loads import LOADS  # noqa: E402
 
 CONTEXT = [
     ContextLine(3.0, 6.0, "speech", "The gate code is seven hundred."),
@@ -69,21 +71,21 @@ def tiny_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def qwen_dir(tiny_root) -> Path:
-    from pipelines.tiny_vlm import build_tiny_qwen2_5_vl
+    from pipelines.backends.tiny_vlm import build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(tiny_root)
 
 
 @pytest.fixture(scope="session")
 def llava_dir(tiny_root) -> Path:
-    from pipelines.tiny_vlm import build_tiny_llava_onevision
+    from pipelines.backends.tiny_vlm import build_tiny_llava_onevision
 
     return build_tiny_llava_onevision(tiny_root)
 
 
 @pytest.fixture(scope="session")
 def lm_dir(tiny_root) -> Path:
-    from pipelines.tiny_vlm import build_tiny_causal_lm
+    from pipelines.backends.tiny_vlm import build_tiny_causal_lm
 
     return build_tiny_causal_lm(tiny_root)
 
@@ -190,7 +192,7 @@ def test_spec_errors(tmp_path, lm_dir):
 
 
 def test_plugins_register_like_builtins(lm_dir):
-    from pipelines.textlm import TextLMAnswerer
+    from pipelines.answerers.textlm import TextLMAnswerer
 
     assert {"openai", "qwen2.5-vl", "llava-onevision", "textlm", "smollm2-packaged"} <= set(answerer_kinds())
 
@@ -203,7 +205,7 @@ def test_plugins_register_like_builtins(lm_dir):
         assert ans.name == "my-lm"
         assert load_answerer(f"my-lm:{lm_dir}").answer(request()).choice in "ABC"
     finally:
-        from pipelines import answer as mod
+        from pipelines.answerers import base as mod
 
         mod._FACTORIES.pop("my-lm")
 
@@ -238,8 +240,8 @@ def test_tiny_vlm_answers_through_generate(which, qwen_dir, llava_dir):
 
 
 def test_bare_folder_is_autodetected(qwen_dir, llava_dir, lm_dir):
-    from pipelines.answer import LlavaOnevisionAnswerer
-    from pipelines.textlm import TextLMAnswerer
+    from pipelines.answerers.vlm import LlavaOnevisionAnswerer
+    from pipelines.answerers.textlm import TextLMAnswerer
 
     assert isinstance(load_answerer(str(qwen_dir)), Qwen25VLAnswerer)
     assert isinstance(load_answerer(str(llava_dir)), LlavaOnevisionAnswerer)
@@ -291,7 +293,7 @@ def test_text_only_request_and_answer_many(llava_dir):
 
 
 def test_tiny_builders_are_deterministic(tmp_path, qwen_dir):
-    from pipelines.tiny_vlm import build_tiny_qwen2_5_vl
+    from pipelines.backends.tiny_vlm import build_tiny_qwen2_5_vl
 
     again = build_tiny_qwen2_5_vl(tmp_path)
     for name in ["model.safetensors", "tokenizer.json", "config.json"]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.loads import LOADS
+from pipelines.backends.loads import LOADS
 from tests.conftest import SCENE_DURATIONS, jsonl
 
 

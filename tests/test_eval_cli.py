@@ -15,8 +15,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from index.store import Store  # noqa: E402
-from pipelines.evalrun import METHODS  # noqa: E402
-from pipelines.evaluate import FORMATS, read_results, temporal_metrics, uniform_times  # noqa: E402
+from pipelines.eval.runner import METHODS  # noqa: E402
+from pipelines.eval.formats import FORMATS, read_results, temporal_metrics, uniform_times  # noqa: E402
 from tests.synth import make_color_video, make_scenes_video  # noqa: E402
 
 K = 3
@@ -119,7 +119,7 @@ def test_search_only_three_methods_side_by_side(cli, bench, tmp_path):
 
     # topk: the K index frames closest to the raw question in CLIP space, in time order
     from pipelines.ask import frames_run
-    from pipelines.models import Models, get_profile
+    from pipelines.backends.profiles import Models, get_profile
 
     models = Models(get_profile("tiny"))
     store = Store(bench["db"])

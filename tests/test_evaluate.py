@@ -22,7 +22,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.evaluate import (  # noqa: E402
+from pipelines.eval.formats import (  # noqa: E402
     EvalDataError,
     EvalItem,
     describe_skipped,
@@ -42,7 +42,7 @@ from pipelines.evaluate import (  # noqa: E402
     topk_indices,
     uniform_times,
 )
-from pipelines.media import decode, ffmpeg_binary, probe, read_frame_at  # noqa: E402
+from pipelines.stages.media import decode, ffmpeg_binary, probe, read_frame_at  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -487,7 +487,7 @@ def test_run_eval_results_and_summary(colour_set, uninterrupted):
 KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-from pipelines.evaluate import load_items, run_eval
+from pipelines.eval.formats import load_items, run_eval
 from tests.test_evaluate import METHODS, color_runner
 items = load_items({ann!r}, "native", None)
 calls = 0

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from index.store import Store
-from pipelines.media import ffmpeg_binary
+from pipelines.stages.media import ffmpeg_binary
 from tests.conftest import jsonl
 from tests.synth import SOURCES, make_scenes_video
 
@@ -67,7 +67,7 @@ def integrity(db: Path) -> str:
 
 def build_tiny_models() -> None:
     """Build the tiny models once, before child processes need them (they share VQA_MODELS)."""
-    from pipelines.tiny import tiny_blip, tiny_clip
+    from pipelines.backends.tiny import tiny_blip, tiny_clip
 
     tiny_clip()
     tiny_blip()

@@ -9,9 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.answer import AnswerRequest, ContextLine, load_answerer  # noqa: E402
-from pipelines.loads import LOADS  # noqa: E402
-from pipelines.textlm import first_answer_line, relevant_lines, user_message  # noqa: E402
+from pipelines.answerers.base import AnswerRequest, ContextLine, load_answerer  # noqa: E402
+from pipelines.backends.loads import LOADS  # noqa: E402
+from pipelines.answerers.textlm import first_answer_line, relevant_lines, user_message  # noqa: E402
 
 # A cooking show with a stray bus ride: what is said, what is written, and what is seen.
 CONTEXT = [
@@ -58,7 +58,7 @@ def test_first_answer_line():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from pipelines.tiny_vlm import build_tiny_causal_lm
+    from pipelines.backends.tiny_vlm import build_tiny_causal_lm
 
     return load_answerer(f"textlm:{build_tiny_causal_lm(tmp_path_factory.mktemp('tiny-lm'))}")
 
@@ -90,7 +90,7 @@ def test_tiny_lm_open_question_generates(tiny_lm):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from pipelines import textlm
+    from pipelines.answerers import textlm
     from pipelines.config import models_dir
 
     was_converted = (models_dir() / textlm.SMOLLM2_FOLDER / "vqa-source.json").is_file()
@@ -101,7 +101,7 @@ def smollm2():
 
 @pytest.mark.slow
 def test_smollm2_conversion_is_cached(smollm2):
-    from pipelines import textlm
+    from pipelines.answerers import textlm
     from pipelines.config import models_dir
 
     first, converted, was_converted = smollm2

@@ -15,9 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipelines.errors import ModelError  # noqa: E402
-from pipelines.loads import LOADS  # noqa: E402
-from pipelines.media import ffmpeg_binary  # noqa: E402
-from pipelines.transcribe import (  # noqa: E402
+from pipelines.backends.loads import LOADS  # noqa: E402
+from pipelines.stages.media import ffmpeg_binary  # noqa: E402
+from pipelines.stages.transcribe import (  # noqa: E402
     Segment,
     TranscribeOptions,
     find_sidecar,

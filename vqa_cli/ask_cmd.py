@@ -256,7 +256,7 @@ def transcript(
             raise typer.Exit(1)
         lines = store.texts(run["key"])
         status = json.loads(run["stats"] or "{}").get("status")
-    from pipelines.transcribe import Segment, to_srt, to_vtt
+    from pipelines.stages.transcribe import Segment, to_srt, to_vtt
 
     segs = [Segment(r["start"], r["end"], r["text"], r["confidence"] or 0.0, r["source"]) for r in lines]
     if fmt == "json":

@@ -81,7 +81,7 @@ def build_models(profile: str | None, *, device: str | None = None, clip: str | 
                  clip_pretrained: str | None = None, captioner: str | None = None, answerer: str | None = None,
                  whisper: str | None = None, api_base: str | None = None, api_model: str | None = None,
                  api_key_env: str = "VQA_API_KEY"):
-    from pipelines.models import Models, get_profile
+    from pipelines.backends.profiles import Models, get_profile
 
     prof = get_profile(profile).with_overrides(clip=clip, captioner=captioner, answerer=answerer,
                                                transcriber=whisper)

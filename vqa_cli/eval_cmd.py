@@ -23,7 +23,7 @@ from .common import (
     out_json,
 )
 
-# Kept in step with pipelines.evaluate.FORMATS and pipelines.evalrun.METHODS (checked by the tests);
+# Kept in step with pipelines.eval.formats.FORMATS and pipelines.eval.runner.METHODS (checked by the tests);
 # spelled out here so that `vqa --help` imports nothing heavy.
 FORMAT_NAMES = "auto, native, lv-haystack, videomme, mlvu, longvideobench, egoschema, nextqa"
 METHOD_NAMES = "uniform, topk, vqa"
@@ -111,8 +111,8 @@ def eval_(
     with errors_to_exit():
         from dataclasses import asdict
 
-        from pipelines.evalrun import check_resumable, make_runner
-        from pipelines.evaluate import describe_skipped, format_table, load_items, run_eval
+        from pipelines.eval.runner import check_resumable, make_runner
+        from pipelines.eval.formats import describe_skipped, format_table, load_items, run_eval
         from pipelines.indexing import Indexer, IndexOptions
 
         skipped: list = []

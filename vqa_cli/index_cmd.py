@@ -60,7 +60,7 @@ def index(
     Exit code 1 if any input failed (the others are still indexed)."""
     from pipelines.indexing import Indexer, IndexOptions
     from pipelines.inputs import expand_inputs, read_stdin_paths
-    from pipelines.segment import DETECTORS, SceneParams
+    from pipelines.stages.segment import DETECTORS, SceneParams
 
     if detector not in DETECTORS:
         err(f"error: unknown detector '{detector}' (choose from {', '.join(DETECTORS)})")

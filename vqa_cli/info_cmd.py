@@ -75,7 +75,7 @@ def ls(
     import os
 
     from pipelines.indexing import IndexOptions, latest_stage_status, stage_status
-    from pipelines.models import get_profile
+    from pipelines.backends.profiles import get_profile
 
     with errors_to_exit(), open_store(db) as store:
         if failed:
@@ -157,7 +157,7 @@ def doctor(db: DbOpt = None, profile: ProfileOpt = None, json_out: JsonOpt = Fal
 
 def models(profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
     """List the model profiles and what each resolves to."""
-    from pipelines.models import PROFILES
+    from pipelines.backends.profiles import PROFILES
 
     rows = [p.as_dict() for name, p in PROFILES.items() if not profile or name == profile]
     if json_out:

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import models_dir
+from pipelines.config import models_dir
 
 MARKER = "vqa-tiny.json"  # marks a folder of random weights; loaders set ``random_weights`` from it
 # Bump when a builder changes, so that stale cached folders are not reused.
@@ -73,7 +73,7 @@ def _build(target: Path, write) -> Path:
     """Write into a private temporary folder, then publish it with one rename (safe across processes)."""
     if (target / "config.json").exists():
         return target
-    from .modelutil import quiet_hub
+    from pipelines.backends.util import quiet_hub
 
     quiet_hub()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import ModelError
-from .loads import record_load
-from .modelutil import files_fingerprint, hub_offline, offline_reason, pick_device, quiet_hub
+from pipelines.backends.loads import record_load
+from pipelines.backends.util import files_fingerprint, hub_offline, offline_reason, pick_device, quiet_hub
+from pipelines.errors import ModelError
 
 CAPTION_PROMPT = "Describe this scene in one short sentence."
 
@@ -118,7 +118,7 @@ class VLMCaptioner(Captioner):
     batch_size = 4
 
     def __init__(self, answerer_factory: Callable[[], object], name: str):
-        from .answer import AnswerRequest
+        from pipelines.answerers.base import AnswerRequest
 
         self._request = AnswerRequest
         self.answerer = answerer_factory()
@@ -139,7 +139,7 @@ class VLMCaptioner(Captioner):
 
 def load_captioner(spec: str, *, device: str | None = None, random_weights: bool = False) -> Captioner:
     if spec.startswith("vlm:"):
-        from .answer import load_answerer
+        from pipelines.answerers.base import load_answerer
 
         inner = spec[4:]
         return VLMCaptioner(lambda: load_answerer(inner, device=device), spec)

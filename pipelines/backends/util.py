@@ -98,7 +98,7 @@ def packaged_folder(kind: str, name: str, packaged: dict[str, tuple[str, str]], 
     import importlib.util
     from pathlib import Path
 
-    from .errors import ModelError
+    from pipelines.errors import ModelError
 
     if name not in packaged:
         raise ModelError(f"no packaged {kind} {name!r}; packaged: {', '.join(packaged)}")

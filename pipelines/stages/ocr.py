@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
-from .loads import record_load
-from .modelutil import files_fingerprint
+from pipelines.backends.loads import record_load
+from pipelines.backends.util import files_fingerprint
+from pipelines.errors import ModelError
 
 
 @dataclass(frozen=True)

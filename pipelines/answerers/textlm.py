@@ -21,23 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .answer import (
-    Answer,
-    Answerer,
-    AnswerRequest,
-    ContextLine,
-    finish,
-    letters,
-    locate_model,
-    marked_random,
-    model_fingerprint,
-    option_texts,
-    query_of,
-    torch_dtype,
-    words,
-)
-from .errors import ModelError
-from .loads import record_load
+from pipelines.answerers.base import Answer, Answerer, AnswerRequest, ContextLine
+from pipelines.answerers.prompt import finish, letters, option_texts, query_of, words
+from pipelines.answerers.vlm import torch_dtype
+from pipelines.backends.locate import locate_model, marked_random, model_fingerprint
+from pipelines.backends.loads import record_load
+from pipelines.errors import ModelError
 
 PROMPT_TEMPLATE = "textlm-context-question/v1"
 SPEAKERS = {"speech": "Narrator", "screen": "Text on screen", "caption": "Scene"}
@@ -82,7 +71,7 @@ class TextLMAnswerer(Answerer):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .modelutil import pick_device
+        from pipelines.backends.util import pick_device
 
         where, local = locate_model(target)
         self.device = pick_device(device)
@@ -179,8 +168,8 @@ def packaged_smollm2_gguf() -> Path:
 
 def smollm2_folder(root: Path | str | None = None) -> Path:
     """The converted transformers folder of the packaged model; converted on first use only."""
-    from .config import models_dir
-    from .modelutil import files_fingerprint
+    from pipelines.backends.util import files_fingerprint
+    from pipelines.config import models_dir
 
     gguf_path = packaged_smollm2_gguf()
     source = files_fingerprint("gguf", [gguf_path])
@@ -222,7 +211,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    from .modelutil import quiet_hub
+    from pipelines.backends.util import quiet_hub
 
     quiet_hub()
     folder, name = str(gguf_path.parent), gguf_path.name
@@ -253,7 +242,7 @@ def load_smollm2_packaged(*, device: str | None = None, dtype: str | None = None
 
 def describe_packaged() -> dict[str, Any]:
     """Where the packaged model lives and whether it is converted yet (for `vqa models` / `vqa doctor`)."""
-    from .config import models_dir
+    from pipelines.config import models_dir
 
     gguf_path = packaged_smollm2_gguf()
     target = models_dir() / SMOLLM2_FOLDER

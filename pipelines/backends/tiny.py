@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .config import models_dir
+from pipelines.config import models_dir
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 64,
@@ -86,7 +86,7 @@ def tiny_blip(root: Path | None = None) -> Path:
     target = (root or models_dir()) / "tiny-blip"
     if (target / "config.json").exists():
         return target
-    from .modelutil import quiet_hub
+    from pipelines.backends.util import quiet_hub
 
     quiet_hub()
     import torch

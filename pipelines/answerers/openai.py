@@ -1,0 +1,108 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, Ollama): keyframes sent as JPEG data URLs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+from typing import Any
+
+from pipelines.answerers.base import Answer, Answerer, AnswerRequest
+from pipelines.answerers.prompt import (
+    budgets_of,
+    finish,
+    fit_to_budget,
+    frame_label,
+    prompt_body,
+    query_of,
+    select_context,
+)
+from pipelines.errors import ModelError
+
+# --- OpenAI-compatible servers ------------------------------------------------------------------------
+
+class OpenAIAnswerer(Answerer):
+    """POST {api_base}/chat/completions with each frame as a JPEG data URL after its timestamp label."""
+
+    def __init__(self, api_base: str | None, api_model: str | None, *, api_key_env: str = "VQA_API_KEY",
+                 timeout: float = 300.0, max_context_lines: int = 40):
+        if not api_base or not api_model:
+            raise ModelError("the openai answerer needs a server and a model name: --api-base URL (e.g. "
+                             "http://localhost:8000/v1) and --api-model NAME")
+        self.api_base = api_base.rstrip("/")
+        self.api_model = api_model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_context_lines = max_context_lines
+        self.name = f"openai:{api_model}@{self.api_base}"
+        self.fingerprint = hashlib.blake2b(self.name.encode(), digest_size=8).hexdigest()
+
+    def answer(self, req: AnswerRequest) -> Answer:
+        context = select_context(req.context, query_of(req), max_lines=self.max_context_lines)
+        content: list[dict[str, Any]] = []
+        shown: list[str] = []
+        sizes: list[tuple[int, int]] = []
+        for i, (img, t, b) in enumerate(zip(req.frames, req.timestamps, budgets_of(req), strict=False)):
+            img = fit_to_budget(img, b)
+            content.append({"type": "text", "text": frame_label(i, t)})
+            content.append({"type": "image_url", "image_url": {"url": jpeg_data_url(img)}})
+            shown += [frame_label(i, t), "<image>"]
+            sizes.append(img.size)
+        body = prompt_body(req, context)
+        content.append({"type": "text", "text": body})
+        payload = {"model": self.api_model, "messages": [{"role": "user", "content": content}],
+                   "temperature": 0, "seed": req.seed, "max_tokens": req.max_new_tokens}
+        reply = self._post("/chat/completions", payload)
+        text, ntok = _completion_text(reply)
+        return finish(req, text, prompt="\n".join([*shown, body]), context=context,
+                      frames_seen=req.timestamps[:len(sizes)], frame_sizes=sizes, generated_tokens=ntok)
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = self.api_base + path
+        request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace").strip()
+            try:
+                err = json.loads(detail).get("error", detail)
+                detail = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            except (ValueError, AttributeError):
+                pass
+            raise ModelError(f"{url}: HTTP {e.code} {e.reason}: {detail[:500]}") from e
+        except urllib.error.URLError as e:
+            raise ModelError(f"cannot reach the answer server {url}: {e.reason} (is it running? check --api-base)"
+                             ) from e
+        except TimeoutError as e:
+            raise ModelError(f"{url}: no reply within {self.timeout:.0f} s") from e
+        except ValueError as e:
+            raise ModelError(f"{url}: the reply is not JSON ({e})") from e
+
+
+def _completion_text(reply: dict[str, Any]) -> tuple[str, int]:
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as e:
+        raise ModelError(f"the answer server's reply has no choices[0].message.content: {str(reply)[:300]}") from e
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    ntok = int((reply.get("usage") or {}).get("completion_tokens") or 0)
+    return content or "", ntok
+
+
+def jpeg_data_url(image, quality: int = 90) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
