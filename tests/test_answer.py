@@ -34,8 +34,8 @@ from pipelines.answerers.prompt import (  # noqa: E402
     words,
 )
 from pipelines.answerers.vlm import Qwen25VLAnswerer  # noqa: E402
-from pipelines.errors import ModelError  # noqa: E402
 from pipelines.backends.loads import LOADS  # noqa: E402
+from pipelines.errors import ModelError  # noqa: E402
 
 CONTEXT = [
     ContextLine(3.0, 6.0, "speech", "The gate code is seven hundred."),
@@ -240,8 +240,8 @@ def test_tiny_vlm_answers_through_generate(which, qwen_dir, llava_dir):
 
 
 def test_bare_folder_is_autodetected(qwen_dir, llava_dir, lm_dir):
-    from pipelines.answerers.vlm import LlavaOnevisionAnswerer
     from pipelines.answerers.textlm import TextLMAnswerer
+    from pipelines.answerers.vlm import LlavaOnevisionAnswerer
 
     assert isinstance(load_answerer(str(qwen_dir)), Qwen25VLAnswerer)
     assert isinstance(load_answerer(str(llava_dir)), LlavaOnevisionAnswerer)

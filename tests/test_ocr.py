@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.errors import ModelError  # noqa: E402
 from pipelines.backends.loads import LOADS  # noqa: E402
+from pipelines.errors import ModelError  # noqa: E402
 from pipelines.stages.media import decode, ffmpeg_binary  # noqa: E402
 from pipelines.stages.ocr import (  # noqa: E402
     OcrOptions,

@@ -9,8 +9,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.errors import ModelError  # noqa: E402
 from pipelines.backends.loads import LOADS  # noqa: E402
+from pipelines.errors import ModelError  # noqa: E402
 from pipelines.stages.textembed import l2_normalise, load_text_embedder  # noqa: E402
 
 

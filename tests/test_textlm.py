@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipelines.answerers.base import AnswerRequest, ContextLine, load_answerer  # noqa: E402
-from pipelines.backends.loads import LOADS  # noqa: E402
 from pipelines.answerers.textlm import first_answer_line, relevant_lines, user_message  # noqa: E402
+from pipelines.backends.loads import LOADS  # noqa: E402
 
 # A cooking show with a stray bus ride: what is said, what is written, and what is seen.
 CONTEXT = [

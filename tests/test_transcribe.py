@@ -14,8 +14,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.errors import ModelError  # noqa: E402
 from pipelines.backends.loads import LOADS  # noqa: E402
+from pipelines.errors import ModelError  # noqa: E402
 from pipelines.stages.media import ffmpeg_binary  # noqa: E402
 from pipelines.stages.transcribe import (  # noqa: E402
     Segment,

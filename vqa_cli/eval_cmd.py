@@ -111,8 +111,8 @@ def eval_(
     with errors_to_exit():
         from dataclasses import asdict
 
-        from pipelines.eval.runner import check_resumable, make_runner
         from pipelines.eval.formats import describe_skipped, format_table, load_items, run_eval
+        from pipelines.eval.runner import check_resumable, make_runner
         from pipelines.indexing import Indexer, IndexOptions
 
         skipped: list = []

@@ -74,8 +74,8 @@ def ls(
     """List indexed videos and the state of each stage (with --profile: against what that profile needs)."""
     import os
 
-    from pipelines.indexing import IndexOptions, latest_stage_status, stage_status
     from pipelines.backends.profiles import get_profile
+    from pipelines.indexing import IndexOptions, latest_stage_status, stage_status
 
     with errors_to_exit(), open_store(db) as store:
         if failed:

@@ -24,8 +24,8 @@ from typing import Any
 from pipelines.answerers.base import Answer, Answerer, AnswerRequest, ContextLine
 from pipelines.answerers.prompt import finish, letters, option_texts, query_of, words
 from pipelines.answerers.vlm import torch_dtype
-from pipelines.backends.locate import locate_model, marked_random, model_fingerprint
 from pipelines.backends.loads import record_load
+from pipelines.backends.locate import locate_model, marked_random, model_fingerprint
 from pipelines.errors import ModelError
 
 PROMPT_TEMPLATE = "textlm-context-question/v1"
