@@ -15,7 +15,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from index.store import Store  # noqa: E402
-from pipelines.eval.formats import FORMATS, read_results, temporal_metrics, uniform_times  # noqa: E402
+from pipelines.eval.baselines import uniform_times  # noqa: E402
+from pipelines.eval.load import FORMATS  # noqa: E402
+from pipelines.eval.metrics import temporal_metrics  # noqa: E402
+from pipelines.eval.results import read_results  # noqa: E402
 from pipelines.eval.runner import METHODS  # noqa: E402
 from tests.synth import make_color_video, make_scenes_video  # noqa: E402
 

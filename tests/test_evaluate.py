@@ -1,4 +1,4 @@
-"""pipelines/evaluate.py: benchmark loaders, keyframe-search metrics, baselines, resumable runs.
+"""pipelines/eval/: benchmark loaders, keyframe-search metrics, baselines, resumable runs.
 
 Videos are generated with ffmpeg; the runner used here does real work on them (probe, decode, score
 frames by colour), so the results and summaries below are computed, not canned.
@@ -22,26 +22,21 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.eval.formats import (  # noqa: E402
+from pipelines.eval.baselines import topk_indices, uniform_times  # noqa: E402
+from pipelines.eval.detect import sniff_format  # noqa: E402
+from pipelines.eval.items import (  # noqa: E402
     EvalDataError,
     EvalItem,
-    describe_skipped,
     duration_bucket,
-    format_table,
     frame_index,
-    is_correct,
-    load_items,
     parse_choice,
     parse_evidence,
-    read_results,
-    run_eval,
-    sniff_format,
-    summarize,
-    summarize_records,
-    temporal_metrics,
-    topk_indices,
-    uniform_times,
 )
+from pipelines.eval.load import describe_skipped, load_items  # noqa: E402
+from pipelines.eval.metrics import is_correct, temporal_metrics  # noqa: E402
+from pipelines.eval.results import read_results  # noqa: E402
+from pipelines.eval.run import run_eval  # noqa: E402
+from pipelines.eval.summary import format_table, summarize, summarize_records  # noqa: E402
 from pipelines.stages.media import decode, ffmpeg_binary, probe, read_frame_at  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -487,7 +482,8 @@ def test_run_eval_results_and_summary(colour_set, uninterrupted):
 KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-from pipelines.eval.formats import load_items, run_eval
+from pipelines.eval.load import load_items
+from pipelines.eval.run import run_eval
 from tests.test_evaluate import METHODS, color_runner
 items = load_items({ann!r}, "native", None)
 calls = 0

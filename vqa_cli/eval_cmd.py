@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pipelines import defaults
+
 from .common import (
     AnswererOpt,
     ClipOpt,
@@ -23,7 +25,7 @@ from .common import (
     out_json,
 )
 
-# Kept in step with pipelines.eval.formats.FORMATS and pipelines.eval.runner.METHODS (checked by the tests);
+# Kept in step with pipelines.eval.load.FORMATS and pipelines.eval.runner.METHODS (checked by the tests);
 # spelled out here so that `vqa --help` imports nothing heavy.
 FORMAT_NAMES = "auto, native, lv-haystack, videomme, mlvu, longvideobench, egoschema, nextqa"
 METHOD_NAMES = "uniform, topk, vqa"
@@ -66,7 +68,7 @@ def eval_(
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Record layout: {FORMAT_NAMES}.")] = "auto",
     video_root: Annotated[Path | None, typer.Option(
         "--video-root", help="Folder the videos are under (default: next to FILE).", show_default=False)] = None,
-    frames: Annotated[int, typer.Option("--frames", "-k", min=1, help="Keyframes per item (K).")] = 8,
+    frames: Annotated[int, typer.Option("--frames", "-k", min=1, help="Keyframes per item (K).")] = defaults.K,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=0, help="Only the first N usable items.",
                                               show_default=False)] = None,
     search: Annotated[str, typer.Option("--search", help=f"Methods, comma-separated: {METHOD_NAMES} "
@@ -82,9 +84,9 @@ def eval_(
                                                                        "run only the rest (--no-resume: start over).")]
     = True,
     delta: Annotated[float, typer.Option("--delta", min=0.0, help="Tolerance of the temporal precision / recall, "
-                                                                  "seconds.")] = 5.0,
-    seed: Annotated[int, typer.Option(help="Seed of the search and the answerer.")] = 0,
-    zoom_rounds: Annotated[int, typer.Option(min=0, help="Coarse-to-fine zoom rounds of the vqa search.")] = 2,
+                                                                  "seconds.")] = defaults.DELTA_S,
+    seed: Annotated[int, typer.Option(help="Seed of the search and the answerer.")] = defaults.SEED,
+    zoom_rounds: Annotated[int, typer.Option(min=0, help="Coarse-to-fine zoom rounds of the vqa search.")] = defaults.ZOOM_ROUNDS,
     db: DbOpt = None,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
@@ -111,8 +113,10 @@ def eval_(
     with errors_to_exit():
         from dataclasses import asdict
 
-        from pipelines.eval.formats import describe_skipped, format_table, load_items, run_eval
+        from pipelines.eval.load import describe_skipped, load_items
+        from pipelines.eval.run import run_eval
         from pipelines.eval.runner import check_resumable, make_runner
+        from pipelines.eval.summary import format_table
         from pipelines.indexing import Indexer, IndexOptions
 
         skipped: list = []

@@ -22,9 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from index.store import Store
+from pipelines import defaults
 from pipelines.backends.profiles import Models
 from pipelines.errors import VqaError
-from pipelines.eval.formats import EvalDataError, EvalItem, read_results, topk_indices, uniform_times
+from pipelines.eval.baselines import topk_indices, uniform_times
+from pipelines.eval.items import EvalDataError, EvalItem
+from pipelines.eval.results import read_results
 from pipelines.indexing import Indexer, spec_fingerprint
 from pipelines.stages.media import VideoInfo, probe
 
@@ -35,12 +38,12 @@ METHODS = ("uniform", "topk", "vqa")
 class EvalRunOptions:
     """What a whole run shares; recorded in every result line's ``settings["eval"]``."""
 
-    k: int = 8
-    seed: int = 0
+    k: int = defaults.K
+    seed: int = defaults.SEED
     search_only: bool = False
-    zoom_rounds: int = 2
-    frame_width: int = 448  # width of the frames the answerer gets (as `vqa ask`)
-    max_new_tokens: int = 64
+    zoom_rounds: int = defaults.ZOOM_ROUNDS
+    frame_width: int = defaults.FRAME_WIDTH  # width of the frames the answerer gets (as `vqa ask`)
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +60,7 @@ class _Video:
 
 
 class EvalRunner:
-    """``runner(item, method) -> dict`` for :func:`pipelines.eval.formats.run_eval`."""
+    """``runner(item, method) -> dict`` for :func:`pipelines.eval.run.run_eval`."""
 
     def __init__(self, store: Store, models: Models, indexer: Indexer | None, opts: EvalRunOptions):
         if opts.k < 1:
@@ -194,8 +197,8 @@ class EvalRunner:
     def _answer(self, item: EvalItem, v: _Video, out: dict) -> None:
         """A baseline's own frames (and the timed text near them) to the answerer, through the same
         ``Asker.answer_at`` as the product's search; adds the answer to ``out``."""
+        from pipelines import search as kf
         from pipelines.ask import Asker
-        from pipelines.search import keyframes as kf
 
         kfs = [kf.Keyframe(float(k["t"]), float(k["score"]) if k.get("score") is not None else 0.0, 0)
                for k in out["keyframes"]]
@@ -224,8 +227,8 @@ def _clip_fingerprint(models: Models) -> str:
     return spec_fingerprint(spec)
 
 
-def make_runner(store: Store, models: Models, indexer: Indexer | None, *, k: int = 8, seed: int = 0,
-                search_only: bool = False, zoom_rounds: int = 2) -> EvalRunner:
+def make_runner(store: Store, models: Models, indexer: Indexer | None, *, k: int = defaults.K,
+                seed: int = defaults.SEED, search_only: bool = False, zoom_rounds: int = defaults.ZOOM_ROUNDS) -> EvalRunner:
     """The runner for ``run_eval``: methods ``uniform``, ``topk``, ``vqa``; indexes missing videos
     with ``indexer`` (None: they must be indexed already)."""
     return EvalRunner(store, models, indexer, EvalRunOptions(k=k, seed=seed, search_only=search_only,
