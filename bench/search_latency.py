@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.search.keyframes import SearchParams, decompose_question, keyframe_search  # noqa: E402
+from pipelines import defaults  # noqa: E402
+from pipelines.search import SearchParams, decompose_question, keyframe_search  # noqa: E402
 
 TARGET_MS = 20.0
 
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=3600)
     ap.add_argument("--queries", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=30)
-    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--k", type=int, default=defaults.K)
     args = ap.parse_args()
     times, sims, curve = synthetic_scores(args.frames, args.queries)
     w = [1.0, 0.5, 0.3][: args.queries] + [0.8] * max(0, args.queries - 3)

@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.search import keyframes as kf  # noqa: E402
+from pipelines import defaults  # noqa: E402
+from pipelines import search as kf  # noqa: E402
 from pipelines.stages.media import decode, probe  # noqa: E402
 
 METHODS = ("uniform", "clip-top", "search-nozoom", "search-noscenes", "search")
@@ -122,8 +123,8 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="folder with the videos and bench.jsonl")
     ap.add_argument("--clip-config", required=True, help="open_clip model-config JSON")
     ap.add_argument("--clip-checkpoint", required=True, help="checkpoint for that config")
-    ap.add_argument("--k", type=int, default=8)
-    ap.add_argument("--index-fps", type=float, default=1.0)
+    ap.add_argument("--k", type=int, default=defaults.K)
+    ap.add_argument("--index-fps", type=float, default=defaults.EMBED_FPS)
     ap.add_argument("--scene-fps", type=float, default=10.0, help="scene-analysis rate (the indexer's)")
     ap.add_argument("--width", type=int, default=160, help="decode width (frames are resized for CLIP)")
     ap.add_argument("--items", default="", help="comma-separated id suffixes to keep (e.g. 'when')")

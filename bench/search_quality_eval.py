@@ -20,6 +20,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pipelines import defaults  # noqa: E402
+
 
 def _overlaps(a: float, b: float, evidence: list[list[float]]) -> bool:
     return any(a <= e and s <= b for s, e in evidence)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-pretrained", required=True, help="the CLIP checkpoint (or a pretrained tag)")
     ap.add_argument("--video-root", type=Path, help="default: the benchmark file's folder")
     ap.add_argument("--work", type=Path, help="database and results (default: BENCH's folder/eval-work)")
-    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=defaults.K)
     ap.add_argument("--profile", default="tiny", help="profile for the other models (default: tiny)")
     ap.add_argument("--methods", default="uniform,topk,vqa")
     ap.add_argument("--no-resume", action="store_true", help="rerun every item (the index is kept)")

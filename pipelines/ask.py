@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from index.store import Store
+from pipelines import defaults
+from pipelines import search as kf
 from pipelines.backends.profiles import Models, is_random
 from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
-from pipelines.search import keyframes as kf
 from pipelines.search.textsearch import TextHit, lines_near, search_text
 from pipelines.stages.media import decode, probe, read_frame_at
 
@@ -32,13 +33,13 @@ PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
 
 @dataclass(frozen=True)
 class AskOptions:
-    k: int = 8
-    zoom_rounds: int = 2
-    seed: int = 0
-    frame_width: int = 448  # width of the frames given to the answerer (before per-frame budgets)
-    total_pixels: int | None = None  # QuoTA-style budget over all frames; None: k * 448 * 252
-    context_lines: int = 12
-    max_new_tokens: int = 64
+    k: int = defaults.K
+    zoom_rounds: int = defaults.ZOOM_ROUNDS
+    seed: int = defaults.SEED
+    frame_width: int = defaults.FRAME_WIDTH  # width of the frames given to the answerer (before per-frame budgets)
+    total_pixels: int | None = None  # QuoTA-style budget over all frames; None: k * defaults.FRAME_PIXELS
+    context_lines: int = defaults.CONTEXT_LINES
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
     use_text: bool = True
     decompose: str = "rules"  # "rules", or "llm": the answerer's language model names targets and cues
 
@@ -315,7 +316,7 @@ class Asker:
         t1 = time.perf_counter()
         frames = self._frames(path, video, kfs, search.zoom_frames if search else {})
         t2 = time.perf_counter()
-        total = opts.total_pixels or len(kfs) * 448 * 252
+        total = opts.total_pixels or len(kfs) * defaults.FRAME_PIXELS
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
         scenes = _scenes(self.store, video["id"])
         used_scene_ids = sorted({_scene_of(scenes, k.t) for k in kfs} - {None})

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from index.store import Store, fingerprint_file, pid_alive, run_key, to_blob
+from pipelines import defaults
 from pipelines.backends.profiles import Models, Profile
 from pipelines.backends.util import files_fingerprint
 from pipelines.errors import MediaError, VqaError
@@ -34,13 +35,13 @@ MAX_PENDING_FRAMES = 512  # sampled frames held while the CLIP is still loading
 
 @dataclass(frozen=True)
 class IndexOptions:
-    embed_fps: float = 1.0
+    embed_fps: float = defaults.EMBED_FPS
     scene: SceneParams = field(default_factory=SceneParams)
-    thumb_width: int = 256
+    thumb_width: int = defaults.THUMB_WIDTH
     captions: bool = True
     speech: bool = True
     screen_text: bool = True
-    ocr_fps: float = 2.0
+    ocr_fps: float = defaults.OCR_FPS
     language: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.search.keyframes import (
+from pipelines.search import (
     Keyframe,
     Normalizer,
     SearchParams,
@@ -156,7 +156,7 @@ def test_fuse_normalises_narrow_cosine_band():
 def test_fuse_any_target_counts_one_strong_match():
     z = np.array([[4.0, 2.2], [0.0, 2.2]])  # frame 0: one target strongly; frame 1: both moderately
     norm_free = Normalizer(np.zeros(2), np.ones(2))
-    from pipelines.search.keyframes import _fuse
+    from pipelines.search.scores import _fuse
     mean_only = _fuse(norm_free.transform(z), [1, 1], 0.0, 0.5)
     assert mean_only[1] > mean_only[0]
     fused = _fuse(norm_free.transform(z), [1, 1], 0.5, 0.5)

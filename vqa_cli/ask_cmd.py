@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from pipelines import defaults
+
 from .common import (
     AnswererOpt,
     ClipOpt,
@@ -88,14 +90,14 @@ def ask(
     video: Annotated[str | None, typer.Argument(help="Video file (indexed first if needed).")] = None,
     question: Annotated[str | None, typer.Argument(help="The question.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="A choice (repeat for A, B, C…).")] = None,
-    frames: Annotated[int, typer.Option("--frames", "-k", min=1, help="Keyframes given to the answerer.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed: same seed, same keyframes and answer.")] = 0,
-    zoom_rounds: Annotated[int, typer.Option(min=0, help="Coarse-to-fine zoom rounds.")] = 2,
+    frames: Annotated[int, typer.Option("--frames", "-k", min=1, help="Keyframes given to the answerer.")] = defaults.K,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same keyframes and answer.")] = defaults.SEED,
+    zoom_rounds: Annotated[int, typer.Option(min=0, help="Coarse-to-fine zoom rounds.")] = defaults.ZOOM_ROUNDS,
     questions: Annotated[Path | None, typer.Option("--questions", help="JSON Lines ({question, options}) or "
                                                                       "one question per line.")] = None,
     batch: Annotated[Path | None, typer.Option("--batch", help="JSON Lines of {id, video, question, options}.")] = None,
     save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Write the keyframes here.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = defaults.MAX_NEW_TOKENS,
     no_text: Annotated[bool, typer.Option("--no-text", help="Ignore speech and on-screen text.")] = False,
     decompose: Annotated[str, typer.Option(help="How the question is split into what must be seen: rules, "
                                                 "or llm (the answerer's language model).")] = "rules",
@@ -171,7 +173,7 @@ def search(
     video: Annotated[str | None, typer.Argument(help="Video file (or use --all).")] = None,
     text: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
     all_videos: Annotated[bool, typer.Option("--all", help="Search every indexed video.")] = False,
-    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many moments.")] = 5,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many moments.")] = defaults.SEARCH_TOP,
     db: DbOpt = None,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pipelines import defaults
+
 from .common import (
     CaptionerOpt,
     ClipOpt,
@@ -38,10 +40,10 @@ def index(
     clip_pretrained: ClipPretrainedOpt = None,
     captioner: CaptionerOpt = None,
     whisper: WhisperOpt = None,
-    fps: Annotated[float, typer.Option("--fps", help="Frames per second embedded with CLIP.")] = 1.0,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second embedded with CLIP.")] = defaults.EMBED_FPS,
     detector: Annotated[str, typer.Option(help="Scene detector: content, adaptive, histogram, hash.")] = "content",
     threshold: Annotated[float | None, typer.Option(help="Scene detector threshold (detector default).")] = None,
-    min_scene_len: Annotated[float, typer.Option(help="Shortest scene, seconds.")] = 0.6,
+    min_scene_len: Annotated[float, typer.Option(help="Shortest scene, seconds.")] = defaults.MIN_SCENE_LEN,
     no_captions: Annotated[bool, typer.Option("--no-captions", help="Skip scene captions.")] = False,
     no_speech: Annotated[bool, typer.Option("--no-speech", help="Skip the speech transcript.")] = False,
     no_ocr: Annotated[bool, typer.Option("--no-ocr", help="Skip on-screen text.")] = False,

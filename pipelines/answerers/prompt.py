@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 from pipelines.answerers.base import Answer, AnswerRequest, ContextLine
+from pipelines.question import content_words as words
+from pipelines.question import letters, option_texts, parse_choice
 
 PROMPT_TEMPLATE = "frames-context-question/v1"
 SOURCE_LABELS = {"speech": "Speech", "screen": "On screen", "caption": "Scene"}
@@ -17,39 +18,6 @@ OPEN_INSTRUCTION = "Answer the question briefly."
 
 def fmt_time(t: float) -> str:
     return f"{t:.1f} s"
-
-
-def letters(n: int) -> str:
-    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n]
-
-
-_LETTER_PREFIX = re.compile(r"^\s*\(?([A-Z])[\).:]\s+")
-
-
-def option_texts(options: Sequence[str]) -> list[str]:
-    """Options without a leading "A." / "(A)" when they already carry their own letter."""
-    out = []
-    for letter, opt in zip(letters(len(options)), options, strict=False):
-        m = _LETTER_PREFIX.match(opt)
-        out.append(opt[m.end():].strip() if m and m.group(1) == letter else opt.strip())
-    return out
-
-
-_STOP = set("""a an the is are was were be been being to of in on at for and or but not no what which who whom whose
-how when where why does do did done it its this that these those there here with by from as into than then so
-if about any all can could would should will shall may might must has have had i you he she we they me him her
-us them my your his our their video shown show shows screen said say says see seen appear appears""".split())
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def words(text: str) -> set[str]:
-    """Content words, lowercased, with a crude plural strip: the unit of overlap for context and citations."""
-    out = set()
-    for w in _WORD.findall(text.lower()):
-        if w in _STOP:
-            continue
-        out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
-    return out
 
 
 def select_context(lines: Sequence[ContextLine], query: str, *, max_lines: int = 40,
@@ -100,40 +68,6 @@ def prompt_body(req: AnswerRequest, context: Sequence[ContextLine]) -> str:
 
 def query_of(req: AnswerRequest) -> str:
     return " ".join([req.question, *req.options])
-
-
-_ARTICLE = re.compile(r"\s+[a-z]")  # "A man ..." / "I think ...": a word, not a letter
-
-
-def _standalone(text: str, valid: str, start: int = 0) -> str | None:
-    for m in re.finditer(rf"(?<![A-Za-z'])([{valid}])(?![A-Za-z'])", text[start:]):
-        if not _ARTICLE.match(text, start + m.end()):
-            return m.group(1)
-    return None
-
-
-def parse_choice(text: str, options: Sequence[str]) -> str | None:
-    """The option letter an answer names: a bare or leading letter, "answer is X", the option's text,
-    else the first standalone capital letter among the valid ones ("A" as an article does not count)."""
-    if not options or not text:
-        return None
-    valid = letters(len(options))
-    t = text.strip()
-    m = re.fullmatch(r"\(?([A-Za-z])\)?[.:]?", t)
-    if m and m.group(1).upper() in valid:
-        return m.group(1).upper()
-    m = re.match(r"\(?([A-Z])\)?(?=$|[.:,)]|\s)", t)
-    if m and m.group(1) in valid and not _ARTICLE.match(t, m.end()):
-        return m.group(1)
-    m = re.search(r"(?i:answer|option|choice)\s*(?i:is)?\s*:?\s*\(?([A-Z])(?![A-Za-z'])", t)
-    if m and m.group(1) in valid and not _ARTICLE.match(t, m.end()):
-        return m.group(1)
-    low = t.lower()
-    hits = [(len(o), letter) for letter, o in zip(valid, option_texts(options), strict=False)
-            if o and o.lower() in low]
-    if hits:
-        return max(hits)[1]
-    return _standalone(t, valid)
 
 
 def choice_text_of(choice: str | None, options: Sequence[str]) -> str | None:

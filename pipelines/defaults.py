@@ -1,0 +1,39 @@
+"""One table of defaults: the CLI options, the library's option dataclasses (``AskOptions``,
+``IndexOptions``, ``SearchParams``, ``EvalRunOptions``) and the bench scripts read these names, so a
+default is changed here and nowhere else. Plain constants only: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+# -- indexing --------------------------------------------------------------------------------------
+EMBED_FPS = 1.0  # frames per second embedded with CLIP
+OCR_FPS = 2.0  # frames per second probed for on-screen text
+THUMB_WIDTH = 256  # stored thumbnail width, pixels
+MIN_SCENE_LEN = 0.6  # shortest scene, seconds
+
+# -- keyframe search -------------------------------------------------------------------------------
+K = 8  # keyframes per question
+ZOOM_ROUNDS = 2  # coarse-to-fine rounds in time
+ZOOM_RANGES = 4  # time ranges densified per round
+ZOOM_FPS = 4.0  # decoding rate inside a zoom range
+SEED = 0
+SEARCH_TOP = 5  # moments `vqa search` prints
+
+# concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
+PEAK_MARGIN = 1.5  # fused-z margin of the best peak over the runner-up for full confidence
+CONTEXT_SPACING = 0.5  # seconds between the keyframes around a confident peak
+
+# spatial zoom: regions of the frames that matter (see search.regions)
+REGION_FRAMES = 24  # frames per question whose regions are scored
+REGION_GRID = (2, 3)  # grids (rows = cols) scored per frame, overlapping cells
+REGION_OVERLAP = 0.5  # share of a cell that overlaps its neighbour
+REGION_WEIGHT = 1.0  # how much a region's score counts against the whole frame's
+
+# -- answering -------------------------------------------------------------------------------------
+FRAME_WIDTH = 448  # width of the frames given to the answerer (before per-frame budgets)
+FRAME_PIXELS = 448 * 252  # mean pixel budget per frame (QuoTA budgets share K times this)
+CONTEXT_LINES = 12  # timed lines of speech / screen text / captions given as context
+MAX_NEW_TOKENS = 64
+
+# -- evaluation ------------------------------------------------------------------------------------
+DELTA_S = 5.0  # tolerance of the temporal precision / recall, seconds

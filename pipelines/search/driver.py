@@ -1,0 +1,247 @@
+"""The coarse-to-fine driver: normalise and fuse, zoom in time (decode densely around the best peaks and
+the shots the index never saw), then select K keyframes. Pure over arrays; decoding and scoring of new
+frames come from the caller's ``densify``.
+
+    subs = decompose_question(question, options)            # what must be seen -> [SubQuery]
+    sims = clip_frame_embs @ clip_text_embs(subs).T          # (N, Q) cosine sims -> pass .T as (Q, N)
+    result = keyframe_search(times, sims.T, weights=[s.weight for s in subs], densify=my_densify,
+                             params=SearchParams(k=8), priors=priors, scenes=shots,
+                             bounds=(0.0, duration))
+    result.keyframes      # [Keyframe(t, score, round)] in time order
+    result.as_dict()      # JSON-serialisable, with a per-round trace
+
+- ``keyframe_search(times, scores, *, densify=None, params=SearchParams(), priors=(), weights=None,
+  bounds=None, scenes=()) -> SearchResult``; ``scenes`` are the index's shots as (start, end): shots
+  too short to hold an index frame are probed in the first zoom round (``unseen_scene_ranges``) and
+  keyframes go one per shot first.
+  ``densify(ranges, fps) -> (new_times, new_scores)`` decodes and scores extra frames in ``ranges`` at
+  ``fps``. ``scores`` is one curve ``(N,)`` (densify returns ``(M,)`` on the same scale) or raw
+  per-sub-query sims ``(Q, N)`` with ``weights`` (densify returns raw ``(Q, M)``); both are normalised
+  with the index frames' statistics (a 1-D curve like cosines: spread floored at 0.01), so new frames
+  are comparable.
+- ``peak_extent(times, scores, t0, *, tolerance, scenes, pad, bounds) -> (start, end)``: the moment a
+  keyframe stands for (its hump of the curve, inside its shot); ``SearchResult.curve_times`` /
+  ``curve_scores`` hold every frame scored, for that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pipelines import defaults
+from pipelines.search.scores import Normalizer, _fuse, apply_priors
+from pipelines.search.select import merge_ranges, sampling_interval, scene_ids, select_keyframes, zoom_ranges
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    k: int = defaults.K
+    zoom_rounds: int = defaults.ZOOM_ROUNDS
+    zoom_ranges: int = defaults.ZOOM_RANGES
+    zoom_fps: float | None = defaults.ZOOM_FPS  # None: zoom_factor x the index frame rate
+    zoom_factor: float = 4.0
+    zoom_radius: float = 1.0  # seconds around a peak, in index sampling intervals
+    unseen_scenes: int = 16  # round 1 also probes up to this many scenes that hold no index frame
+    min_gap: float | None = None  # seconds between keyframes; None: 0.75 x the index interval
+    seed: int = defaults.SEED
+    tolerance: float = 1.0  # fused-score dip that separates two peaks
+    min_peak: float = 0.5  # fused score a peak needs to be chosen for relevance (else coverage)
+    temperature: float = 1.0  # coverage density exp(score / T)
+    concentration: float = 0.5  # coverage: share of the relevance density vs uniform time
+    jitter: float = 0.5  # seed-driven phase jitter of the coverage quantiles (0: none)
+    method: str = "zscore"  # sub-query normalisation: "zscore" or "rank"
+    any_weight: float = 0.5
+    any_temperature: float = 0.5
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    t: float
+    score: float
+    round: int  # 0: an index frame; r: found by zoom round r
+
+    def as_dict(self) -> dict:
+        return {"t": round(float(self.t), 3), "score": round(float(self.score), 4), "round": int(self.round)}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    keyframes: list[Keyframe]
+    trace: list[dict]
+    frames_scored: int
+    params: SearchParams
+    # every frame scored (index and zoom frames), time-sorted, with its fused score: for moment extents
+    curve_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    curve_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def times(self) -> list[float]:
+        return [k.t for k in self.keyframes]
+
+    def as_dict(self) -> dict:
+        return {"keyframes": [k.as_dict() for k in self.keyframes], "trace": self.trace,
+                "frames_scored": int(self.frames_scored), "params": self.params.as_dict()}
+
+
+Densify = Callable[[list[tuple[float, float]], float], tuple[np.ndarray, np.ndarray]]
+
+
+def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify | None = None,
+                    params: SearchParams = SearchParams(),
+                    priors: Sequence[tuple[float, float, float]] = (),
+                    weights: Sequence[float] | np.ndarray | None = None,
+                    bounds: tuple[float, float] | None = None,
+                    scenes: Sequence[tuple[float, float]] = ()) -> SearchResult:
+    """Coarse-to-fine keyframe search (T*-style zoom, then peak + coverage selection).
+
+    ``scores``: one curve ``(N,)`` or per-sub-query ``(Q, N)`` sims with ``weights``; either way they
+    are normalised with the index frames' robust statistics (``Normalizer``), and the new frames from
+    ``densify`` (same shape convention, ``(M,)`` or ``(Q, M)``) with the same statistics. Priors are
+    added after normalisation (z units). Each round picks zoom ranges around the best distinct peaks not
+    yet explored (round 1 adds the priors' ranges), calls ``densify(ranges, fps)``, merges the new
+    frames, and stops early when no range got a better frame.
+    ``bounds``: the video's (start, end) for clipping ranges (default: the frames' span).
+    ``scenes``: the index's shots as (start, end); round 1 then also probes shots too short to hold an
+    index frame (best neighbours first, at most ``params.unseen_scenes``), and selection takes peaks one
+    per shot first (see ``select_keyframes``).
+    """
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    raw = np.asarray(scores, dtype=np.float64)
+    if raw.ndim == 2:
+        if weights is None:
+            raise ValueError("per-sub-query scores (Q, N) need weights (Q,)")
+    else:  # one fused curve: normalised the same way, so any scale (cosines, z-scores) works
+        raw, weights = raw.reshape(1, -1), [1.0]
+    norm = Normalizer.fit(raw, params.method)
+    fused = _fuse(norm.transform(raw), weights, params.any_weight, params.any_temperature)
+    if fused.shape[0] != t.shape[0]:
+        raise ValueError(f"{t.shape[0]} times but {fused.shape[0]} scores")
+    interval = sampling_interval(t)
+    min_gap = params.min_gap if params.min_gap is not None else 0.75 * interval
+    zoom_fps = params.zoom_fps if params.zoom_fps else params.zoom_factor / interval
+    all_t = t
+    all_s = apply_priors(t, fused, priors)
+    rounds = np.zeros(len(t), dtype=np.int64)
+    frames_scored = len(t)
+    trace: list[dict] = [{"round": 0, "ranges": [], "fps": round(1.0 / interval, 4) if interval else None,
+                          "frames_scored": int(len(t)),
+                          "best_score": _r(all_s.max()) if len(all_s) else None}]
+    explored: list[tuple[float, float]] = []
+    if bounds is None and len(t):
+        bounds = (float(t.min()), float(t.max()))
+    for r in range(1, params.zoom_rounds + 1):
+        if densify is None or not len(all_t):
+            break
+        ranges = zoom_ranges(all_t, all_s, n_ranges=params.zoom_ranges, interval=interval,
+                             radius=params.zoom_radius, tolerance=params.tolerance,
+                             priors=priors if r == 1 else (), explored=explored, bounds=bounds)
+        if r == 1 and len(scenes) and params.unseen_scenes > 0:
+            ranges = merge_ranges(ranges + unseen_scene_ranges(t, all_s[:len(t)], scenes, params.unseen_scenes,
+                                                         min_len=1.0 / zoom_fps))
+        if not ranges:
+            break
+        new_t, new_raw = densify(ranges, zoom_fps)
+        new_t = np.asarray(new_t, dtype=np.float64).reshape(-1)
+        new_raw = np.asarray(new_raw, dtype=np.float64)
+        new_raw = new_raw.reshape(raw.shape[0], -1)
+        new_s = _fuse(norm.transform(new_raw), weights, params.any_weight, params.any_temperature) \
+            if new_raw.shape[1] else np.zeros(0)
+        if new_s.shape[0] != new_t.shape[0]:
+            raise ValueError(f"densify returned {new_t.shape[0]} times but {new_s.shape[0]} scores")
+        new_s = apply_priors(new_t, new_s, priors)
+        # keep only frames not already present (same time within a millisecond)
+        fresh = np.ones(len(new_t), dtype=bool)
+        if len(new_t):
+            srt = np.sort(all_t)
+            pos = np.clip(np.searchsorted(srt, new_t), 1, max(len(srt) - 1, 1))
+            near = np.minimum(np.abs(srt[pos - 1] - new_t), np.abs(srt[np.minimum(pos, len(srt) - 1)] - new_t))
+            fresh = near > 1e-3
+        improved = False
+        for a, b in ranges:
+            inside_new = fresh & (new_t >= a) & (new_t <= b)
+            if not inside_new.any():
+                continue
+            inside_old = (all_t >= a) & (all_t <= b)
+            old_best = all_s[inside_old].max() if inside_old.any() else -np.inf
+            if new_s[inside_new].max() > old_best + 1e-6:
+                improved = True
+        frames_scored += int(len(new_t))
+        explored = merge_ranges(explored + ranges)
+        all_t = np.concatenate([all_t, new_t[fresh]])
+        all_s = np.concatenate([all_s, new_s[fresh]])
+        rounds = np.concatenate([rounds, np.full(int(fresh.sum()), r, dtype=np.int64)])
+        trace.append({"round": r, "ranges": [[_r(a), _r(b)] for a, b in ranges], "fps": _r(zoom_fps),
+                      "frames_scored": int(len(new_t)), "new_frames": int(fresh.sum()),
+                      "best_score": _r(new_s.max()) if len(new_s) else None, "improved": improved})
+        if not improved:
+            break
+    idx = select_keyframes(all_t, all_s, params.k, min_gap=min_gap, seed=params.seed, scenes=scenes,
+                           tolerance=params.tolerance, min_peak=params.min_peak,
+                           temperature=params.temperature, concentration=params.concentration,
+                           jitter=params.jitter)
+    kfs = [Keyframe(float(all_t[i]), float(all_s[i]), int(rounds[i])) for i in idx]
+    order = np.argsort(all_t, kind="stable")
+    return SearchResult(kfs, trace, frames_scored, params, all_t[order], all_s[order])
+
+
+def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: float = 1.0,
+                scenes: Sequence[tuple[float, float]] = (), pad: float | None = None,
+                bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The moment around the frame at ``t0``: the run of neighbouring frames scoring at least its score
+    minus ``tolerance`` (the hump it tops, as ``_peaks`` sees it), not crossing a boundary of its scene,
+    widened by ``pad`` seconds each side (default: half the frames' median spacing) and clipped to the
+    scene and to ``bounds``."""
+    t = np.asarray(times, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    t, s = t[order], s[order]
+    if not len(t):
+        return (t0, t0)
+    i = int(np.argmin(np.abs(t - t0)))
+    groups = scene_ids(t, scenes) if len(scenes) else np.full(len(t), -1)
+    floor = s[i] - tolerance
+    lo = i
+    while lo > 0 and s[lo - 1] >= floor and groups[lo - 1] == groups[i]:
+        lo -= 1
+    hi = i
+    while hi + 1 < len(t) and s[hi + 1] >= floor and groups[hi + 1] == groups[i]:
+        hi += 1
+    half = sampling_interval(t) / 2.0 if pad is None else pad
+    start, end = t[lo] - half, t[hi] + half
+    if groups[i] >= 0:
+        a, b = sorted(scenes)[int(groups[i])]
+        start, end = max(start, a), min(end, b)
+    if bounds is not None:
+        start, end = max(start, bounds[0]), min(end, bounds[1])
+    return (float(start), float(max(end, start)))
+
+
+def unseen_scene_ranges(times: np.ndarray, scores: np.ndarray, scenes: Sequence[tuple[float, float]],
+                        limit: int, *, min_len: float = 0.0) -> list[tuple[float, float]]:
+    """Scenes holding no frame of ``times`` (shorter than the sampling interval, or between samples),
+    at most ``limit``, those whose neighbouring frames score best first; each widened to ``min_len``."""
+    t = np.asarray(times, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    t, s = t[order], s[order]
+    found = []
+    for a, b in scenes:
+        lo, hi = np.searchsorted(t, a, side="left"), np.searchsorted(t, b, side="left")
+        if hi > lo or b <= a:
+            continue  # some frame already shows it
+        hint = max(s[lo - 1] if lo > 0 else -np.inf, s[hi] if hi < len(t) else -np.inf)
+        pad = max(0.0, (min_len - (b - a)) / 2.0)
+        found.append((-hint, a, (max(a - pad, 0.0), b + pad)))
+    found.sort(key=lambda x: (x[0], x[1]))
+    return [rng for _, _, rng in found[:limit]]
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
