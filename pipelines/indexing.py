@@ -9,6 +9,7 @@ stages whose model or parameters changed run again, and one decode feeds all fra
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -20,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from index.errors import STORAGE_FAULTS, VideoGone
 from index.store import Store, fingerprint_file, pid_alive, run_key, to_blob
 from pipelines import defaults
 from pipelines.backends.profiles import Models, Profile
 from pipelines.backends.util import files_fingerprint
 from pipelines.errors import MediaError, VqaError
+from pipelines.inputs import check_input
 from pipelines.stages.media import VideoInfo, check_file, decode, probe
 from pipelines.stages.segment import SceneParams, SceneSegmenter, to_jpeg
 
@@ -65,16 +68,12 @@ class IndexResult:
 Progress = Callable[[str, float, float], None]  # (description, done, total) in video seconds
 
 
-def spec_fingerprint(spec: str | None) -> str:
-    """A model's identity without loading it: local files are hashed (cheaply), hub ids are their name."""
-    if not spec:
-        return "none"
-    from pipelines.backends.profiles import TINY_NAMES
+def spec_fingerprint(spec: str | None, kind: str = "clip", *, device: str | None = None) -> str:
+    """A model's identity without loading it: the content of its weight files (hashed once, remembered by
+    path, size and mtime), a cached hub model's revision, or the name that pins published weights."""
+    from pipelines.backends import registry
 
-    if spec in TINY_NAMES:
-        return f"{spec}-v1"
-    paths = [p for p in spec.replace("@", ":").split(":") if p and os.path.exists(p)]
-    return files_fingerprint(spec, paths) if paths else spec
+    return registry.identify(kind, spec, device=device)
 
 
 @dataclass(frozen=True)
@@ -98,25 +97,25 @@ def plan_stages(video_id: str, profile: Profile, opts: IndexOptions, info_has_au
         plans[stage] = StagePlan(stage, run_key(video_id, stage, model_fp, params), model, model_fp, params)
 
     add("scenes", detector_version, detector_version, opts.scene.as_dict())
-    add("frames", profile.clip, spec_fingerprint(profile.clip),
+    add("frames", profile.clip, spec_fingerprint(profile.clip, "clip"),
         {"fps": opts.embed_fps, "width": profile.decode_width, "thumb_width": opts.thumb_width})
     if opts.captions and profile.captioner:
-        add("captions", profile.captioner, spec_fingerprint(profile.captioner), {"scenes": plans["scenes"].key})
+        add("captions", profile.captioner, spec_fingerprint(profile.captioner, "captioner"), {"scenes": plans["scenes"].key})
     text_sources = []
     if opts.speech and profile.transcriber:
         sidecar = _sidecar_fingerprint(path) if path else None
-        add("transcript", profile.transcriber, spec_fingerprint(profile.transcriber),
+        add("transcript", profile.transcriber, spec_fingerprint(profile.transcriber, "transcriber"),
             {"language": opts.language, "vad": True, "sidecar": sidecar})
         text_sources.append(plans["transcript"].key)
     if opts.screen_text and profile.ocr:
-        add("ocr", profile.ocr, spec_fingerprint(profile.ocr),
+        add("ocr", profile.ocr, spec_fingerprint(profile.ocr, "ocr"),
             {"fps": opts.ocr_fps, "width": profile.decode_width})
         text_sources.append(plans["ocr"].key)
     if profile.text_embedder:
         if "captions" in plans:
             text_sources.append(plans["captions"].key)
         if text_sources:
-            add("textvec", profile.text_embedder, spec_fingerprint(profile.text_embedder),
+            add("textvec", profile.text_embedder, spec_fingerprint(profile.text_embedder, "text_embedder"),
                 {"sources": sorted(text_sources)})
     return plans
 
@@ -133,15 +132,16 @@ class Cancelled(KeyboardInterrupt):
 
 def _test_pause(point: str, check_cancel: Callable[[], None]) -> None:
     """Test hook, inert unless ``VQA_TEST_PAUSE_AT=POINT:FILE`` is set: on reaching POINT the indexer
-    creates FILE and waits there until it is killed or interrupted, so tests can SIGKILL or SIGINT it at
-    a known moment. Points: ``probed`` (video probed and claimed, no stage started), ``frames`` (frame
+    creates FILE and waits there until it is killed or interrupted (or FILE is deleted: then it goes on),
+    so tests can SIGKILL, SIGINT or race it at a known moment. Points: ``probed`` (video probed and claimed, no stage started), ``frames`` (frame
     embeddings committed, their run not yet done), ``captions`` (captions computed, run not yet done)."""
     spec = os.environ.get("VQA_TEST_PAUSE_AT")
     if not spec or spec.partition(":")[0] != point:
         return
-    with open(spec.partition(":")[2], "a"):
+    marker = spec.partition(":")[2]
+    with open(marker, "a"):
         pass
-    while True:
+    while os.path.exists(marker):
         check_cancel()
         time.sleep(0.05)
 
@@ -186,6 +186,13 @@ class Indexer:
             self.store.clear_errors(path)
         except VqaError as e:
             self._fail(path, result, e.message)
+        except VideoGone as e:  # `vqa rm` meanwhile: nothing of it was kept, and nothing to record
+            result.status, result.error = "failed", e.message
+        except STORAGE_FAULTS as e:  # the database, not this file: stop the batch with one line
+            if result.video_id:
+                with contextlib.suppress(*STORAGE_FAULTS):
+                    self.store.abandon_unfinished(result.video_id, str(e))
+            raise
         except OSError as e:  # the file vanished or became unreadable while we worked on it
             self._fail(path, result, e.strerror or str(e))
         except Exception as e:  # noqa: BLE001 - one bad file never stops a batch; the cause is told
@@ -203,6 +210,7 @@ class Indexer:
     def _index(self, path: str, result: IndexResult) -> None:
         profile = self.models.profile
         check_file(path)
+        check_input(path)
         video_id = self.store.lookup_path(path)
         if video_id:
             video = self.store.get_video(video_id)
@@ -323,7 +331,7 @@ class Indexer:
                                   rows={"scenes": rows})
         if loading is not None:
             flush(final=True)
-            self.store.finish_run(key_frames, stats={"frames": frame_idx[0], "dim": None,
+            self.store.finish_run(key_frames, stats={"frames": frame_idx[0], "dim": None, "profile": profile.name,
                                                      "random_weights": loading.result().random_weights})
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)

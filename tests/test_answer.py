@@ -205,9 +205,9 @@ def test_plugins_register_like_builtins(lm_dir):
         assert ans.name == "my-lm"
         assert load_answerer(f"my-lm:{lm_dir}").answer(request()).choice in "ABC"
     finally:
-        from pipelines.answerers import base as mod
+        from pipelines.backends import registry
 
-        mod._FACTORIES.pop("my-lm")
+        registry.unregister("answerer", "my-lm")
 
 
 # --- tiny real video-LLMs through the real generate path ----------------------------------------------

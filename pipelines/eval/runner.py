@@ -221,10 +221,7 @@ def _answer_fields(a: Mapping[str, Any]) -> dict:
 
 
 def _clip_fingerprint(models: Models) -> str:
-    spec = models.profile.clip
-    if models.clip_pretrained:
-        spec = f"{spec.partition('@')[0]}@{models.clip_pretrained}"
-    return spec_fingerprint(spec)
+    return spec_fingerprint(models.profile.clip, "clip")
 
 
 def make_runner(store: Store, models: Models, indexer: Indexer | None, *, k: int = defaults.K,

@@ -14,29 +14,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pipelines.backends.contracts import Captioner
 from pipelines.backends.loads import record_load
-from pipelines.backends.util import files_fingerprint, hub_offline, offline_reason, pick_device, quiet_hub
+from pipelines.backends.registry import Backend
+from pipelines.backends.util import hub_offline, offline_reason, pick_device, quiet_hub
 from pipelines.errors import ModelError
 
 CAPTION_PROMPT = "Describe this scene in one short sentence."
-
-
-class Captioner:
-    """``caption(frames) -> list[str]``: batched; one caption per RGB frame."""
-
-    name: str
-    fingerprint: str
-    random_weights: bool = False
-    batch_size: int = 8
-
-    def caption(self, frames: list[np.ndarray]) -> list[str]:
-        out: list[str] = []
-        for i in range(0, len(frames), self.batch_size):
-            out.extend(self.caption_batch(frames[i:i + self.batch_size]))
-        return out
-
-    def caption_batch(self, frames: list[np.ndarray]) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 def model_type(spec: str) -> str | None:
@@ -99,7 +83,6 @@ class HFCaptioner(Captioner):
             raise ModelError(_missing(spec, e)) from e
         self.model.to(self.device).eval()
         record_load("captioner", spec)
-        self.fingerprint = files_fingerprint(spec, [spec] if os.path.isdir(spec) else [])
 
     def caption_batch(self, frames: list[np.ndarray]) -> list[str]:
         from PIL import Image
@@ -138,9 +121,43 @@ class VLMCaptioner(Captioner):
 
 
 def load_captioner(spec: str, *, device: str | None = None, random_weights: bool = False) -> Captioner:
-    if spec.startswith("vlm:"):
-        from pipelines.answerers.base import load_answerer
+    """Any captioner spec, through the registry (``vlm:ANSWERER``, ``tiny-blip``, a hub id or folder)."""
+    from pipelines.backends import registry
 
-        inner = spec[4:]
-        return VLMCaptioner(lambda: load_answerer(inner, device=device), spec)
-    return HFCaptioner(spec, device=device, random_weights=random_weights)
+    model = registry.load("captioner", spec, device=device)
+    model.random_weights = model.random_weights or random_weights
+    return model
+
+
+def _load_hf(target: str, *, device: str | None = None, **_: object) -> Captioner:
+    return HFCaptioner(target, device=device)
+
+
+def _load_vlm(target: str, *, device: str | None = None, **_: object) -> Captioner:
+    from pipelines.answerers.base import load_answerer
+
+    if not target:
+        raise ModelError("captioner 'vlm:' names no answerer: use vlm:qwen2.5-vl:<hub id or folder>")
+    return VLMCaptioner(lambda: load_answerer(target, device=device), f"vlm:{target}")
+
+
+def _identify_vlm(target: str, **options: object) -> str:
+    from pipelines.backends import registry
+
+    return registry.identify("answerer", target, **options)
+
+
+def _load_tiny(target: str, *, device: str | None = None, **_: object) -> Captioner:
+    from pipelines.backends.tiny import tiny_blip
+
+    return HFCaptioner(str(tiny_blip()), device=device, random_weights=True)
+
+
+BACKENDS = [
+    Backend("captioner", "transformers", _load_hf, default=True,
+            description="BLIP or vision-encoder-decoder captioners (hub id or local folder)"),
+    Backend("captioner", "vlm", _load_vlm, identify=_identify_vlm,
+            description="a video-LLM answerer asked to describe each frame: vlm:ANSWERER-SPEC"),
+    Backend("captioner", "tiny-blip", _load_tiny, identify=lambda t, **_: "tiny-blip-v1", random_weights=True,
+            description="a tiny BLIP built locally with random weights (tests, smoke runs)"),
+]

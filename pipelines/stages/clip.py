@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.backends.contracts import ImageTextEmbedder
 from pipelines.backends.loads import record_load
-from pipelines.backends.util import files_fingerprint, hub_offline, offline_reason, pick_device, quiet_hub
+from pipelines.backends.registry import Backend
+from pipelines.backends.util import hub_offline, offline_reason, pick_device, quiet_hub
 from pipelines.errors import ModelError
 
 
@@ -40,10 +42,8 @@ class ClipSpec:
         return f"{base}@{self.pretrained}" if self.pretrained else base
 
 
-class ClipEmbedder:
-    """``embed_images(frames)`` and ``embed_texts(texts)``: L2-normalised float32 rows, batched."""
-
-    kind = "clip"
+class ClipEmbedder(ImageTextEmbedder):
+    """open_clip models: ``embed_images(frames)`` and ``embed_texts(texts)`` (batched in the base)."""
 
     def __init__(self, spec: str | ClipSpec, *, device: str | None = None, random_weights: bool = False,
                  batch_size: int = 32):
@@ -61,8 +61,7 @@ class ClipEmbedder:
             if not os.path.isfile(s.config):
                 raise ModelError(f"CLIP model config not found: {s.config}")
             open_clip.add_model_config(s.config)
-        local_ckpt = s.pretrained and (os.sep in s.pretrained or s.pretrained.endswith((".pt", ".bin",
-                                                                                          ".safetensors")))
+        local_ckpt = _is_local(s.pretrained)
         if local_ckpt and not os.path.isfile(s.pretrained):
             raise ModelError(f"CLIP checkpoint not found: {s.pretrained}")
         if s.name not in open_clip.list_models() and not s.name.startswith(("hf-hub:", "local-dir:")):
@@ -79,8 +78,7 @@ class ClipEmbedder:
         self.model, self.preprocess = model, preprocess
         self.tokenizer = open_clip.get_tokenizer(s.name)
         record_load("clip", str(s))
-        files = [p for p in (s.config, s.pretrained if local_ckpt else None) if p]
-        self.fingerprint = files_fingerprint(str(s), files)
+        self.fingerprint = clip_identity(s)
         self.name = str(s)
 
     @property
@@ -88,28 +86,36 @@ class ClipEmbedder:
         return int(self.model.text_projection.shape[1]) if getattr(self.model, "text_projection", None) is not None \
             else int(self.embed_texts(["a"]).shape[1])
 
-    def embed_images(self, frames: list[np.ndarray]) -> np.ndarray:
-        """RGB uint8 frames (H, W, 3) -> (N, D) unit vectors."""
+    def embed_image_batch(self, frames: list[np.ndarray]) -> np.ndarray:
         from PIL import Image
 
         torch = self._torch
-        out = []
-        for i in range(0, len(frames), self.batch_size):
-            batch = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[i:i + self.batch_size]])
-            with torch.inference_mode():
-                feats = self.model.encode_image(batch.to(self.device))
-            out.append(_normalise(feats.float().cpu().numpy()))
-        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+        batch = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
+        with torch.inference_mode():
+            return self.model.encode_image(batch.to(self.device)).float().cpu().numpy()
 
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
+    def embed_text_batch(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(texts[i:i + self.batch_size]).to(self.device)
-            with torch.inference_mode():
-                feats = self.model.encode_text(tokens)
-            out.append(_normalise(feats.float().cpu().numpy()))
-        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+        with torch.inference_mode():
+            return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu().numpy()
+
+
+def _is_local(pretrained: str | None) -> bool:
+    return bool(pretrained) and (os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+                                 or os.path.isfile(pretrained))
+
+
+def clip_identity(spec: str | ClipSpec) -> str:
+    """The CLIP's identity without loading it: the content of its config JSON and checkpoint when they are
+    local files (two fine-tunes of one architecture differ), else the open_clip name and pretrained tag."""
+    from pipelines.backends.identity import identity
+
+    s = spec if isinstance(spec, ClipSpec) else ClipSpec.parse(spec)
+    files = [p for p in (s.config, s.pretrained if _is_local(s.pretrained) else None) if p and os.path.exists(p)]
+    if files:
+        # the architecture name rides along: one checkpoint under two configs computes two things
+        return identity("clip", files=files, name=None, architecture=s.name if not s.config else None)
+    return identity("clip", name=str(s))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -123,3 +129,22 @@ def _hub_message(spec: str, e: Exception) -> str:
                 "online, or pass a local checkpoint (--clip CONFIG.json --clip-pretrained WEIGHTS.pt)")
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return f"cannot load CLIP '{spec}': {first}"
+
+
+def _load_open_clip(target: str, *, device: str | None = None, **_: object) -> ClipEmbedder:
+    return ClipEmbedder(target, device=device)
+
+
+def _load_tiny(target: str, *, device: str | None = None, **_: object) -> ClipEmbedder:
+    from pipelines.backends.tiny import tiny_clip
+
+    cfg, ckpt = tiny_clip()
+    return ClipEmbedder(f"{cfg}@{ckpt}", device=device, random_weights=True)
+
+
+BACKENDS = [
+    Backend("clip", "open_clip", _load_open_clip, identify=lambda t, **_: clip_identity(t), default=True,
+            description="open_clip: NAME@TAG, hf-hub:ORG/REPO, CONFIG.json@CHECKPOINT, NAME@CHECKPOINT"),
+    Backend("clip", "tiny-clip", _load_tiny, identify=lambda t, **_: "tiny-clip-v1", random_weights=True,
+            description="a tiny open_clip model built locally with random weights (tests, smoke runs)"),
+]

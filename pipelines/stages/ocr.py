@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.backends.contracts import TextReader
 from pipelines.backends.loads import record_load
-from pipelines.backends.util import files_fingerprint
+from pipelines.backends.registry import Backend
 from pipelines.errors import ModelError
 
 
@@ -135,7 +136,7 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- model adapter
 
 
-class RapidOcrEngine:
+class RapidOcrEngine(TextReader):
     """PP-OCRv4 detection + recognition ONNX models of ``rapidocr-onnxruntime``; upright text, no classifier."""
 
     name = "rapidocr"
@@ -147,10 +148,7 @@ class RapidOcrEngine:
             raise ModelError("OCR needs rapidocr-onnxruntime: pip install rapidocr-onnxruntime pyclipper") from e
         # "max" keeps a ~640 px frame at its size (the default "min" 736 upscales it about 4x in pixels).
         self._ocr = RapidOCR(det_limit_type="max", det_limit_side_len=960, intra_op_num_threads=threads)
-        import rapidocr_onnxruntime
-
-        root = Path(rapidocr_onnxruntime.__file__).parent / "models"
-        self.fingerprint = files_fingerprint("rapidocr-ppocrv4", sorted(root.glob("*.onnx")))
+        self.fingerprint = rapidocr_identity()
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
@@ -172,15 +170,39 @@ _ENGINES: dict[str, RapidOcrEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def rapidocr_identity() -> str:
+    """The content of the PP-OCRv4 ONNX files the package carries (found without importing it)."""
+    import importlib.util
+
+    from pipelines.backends.identity import identity
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    root = Path(spec.origin).parent / "models" if spec and spec.origin else None
+    files = sorted(root.glob("*.onnx")) if root and root.is_dir() else []
+    return identity("ocr", files=files, name="rapidocr-ppocrv4")
+
+
 def load_ocr(spec: str = "rapidocr") -> RapidOcrEngine:
-    """The OCR engine for ``spec`` (``rapidocr``), built once per process."""
-    if spec != "rapidocr":
-        raise ModelError(f"unknown OCR engine {spec!r}; available: rapidocr (pip install rapidocr-onnxruntime)")
+    """The OCR engine for ``spec``, through the registry (``rapidocr`` is built in), built once per process."""
+    from pipelines.backends import registry
+
     with _ENGINES_LOCK:
         if spec not in _ENGINES:
-            _ENGINES[spec] = RapidOcrEngine()
+            _ENGINES[spec] = registry.load("ocr", spec)
             record_load("ocr", spec)
         return _ENGINES[spec]
+
+
+def _load_rapidocr(target: str, **_: object) -> RapidOcrEngine:
+    if target:
+        raise ModelError(f"rapidocr takes no model name (got {target!r}); it uses the PP-OCRv4 models it carries")
+    return RapidOcrEngine()
+
+
+BACKENDS = [
+    Backend("ocr", "rapidocr", _load_rapidocr, identify=lambda t, **_: rapidocr_identity(), default=True,
+            description="PP-OCRv4 through rapidocr-onnxruntime (pip install rapidocr-onnxruntime pyclipper)"),
+]
 
 
 # ---------------------------------------------------------------- the scanner

