@@ -4,18 +4,13 @@ sentence embeddings, fused by reciprocal rank."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from index.store import Store, from_blob
+from pipelines.question import search_terms
 
-_WORD = re.compile(r"[\w']+", re.UNICODE)
-_STOP = {"the", "a", "an", "is", "are", "was", "were", "what", "when", "where", "who", "which", "how", "why",
-         "does", "do", "did", "of", "in", "on", "at", "to", "for", "and", "or", "it", "this", "that", "video",
-         "be", "by", "with", "from", "as", "there", "their", "they", "he", "she", "his", "her", "its", "say",
-         "says", "said", "shown", "show", "shows", "written", "screen", "appear", "appears", "about"}
 RRF_K = 10
 
 
@@ -39,11 +34,10 @@ class TextHit:
 
 
 def fts_query(text: str) -> str | None:
-    words = [w.lower() for w in _WORD.findall(text)]
-    words = [w for w in words if w not in _STOP and len(w) > 1] or [w for w in words if len(w) > 1]
+    words = search_terms(text)
     if not words:
         return None
-    return " OR ".join('"' + w.replace('"', '') + '"' for w in dict.fromkeys(words))
+    return " OR ".join('"' + w.replace('"', '') + '"' for w in words)
 
 
 def current_text_runs(store: Store, video_id: str) -> dict[str, dict]:
