@@ -9,7 +9,6 @@ and the stage is redone, so a reader only ever trusts ``done`` runs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -22,141 +21,81 @@ from typing import Any
 
 import numpy as np
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
-migrations = Migrations("vqa")
-BUSY_TIMEOUT_S = 60.0
+from .errors import (
+    AmbiguousVideo,
+    DatabaseReadOnly,
+    DatabaseUnavailable,
+    StoreError,
+    VideoGone,
+    storage_error,
+)
+from .keys import canonical, fingerprint_file, from_blob, now, pid_alive, run_key, to_blob
+from .opening import BUSY_TIMEOUT_S, connect, integrity_report, quick_check, writable
+from .rows import StageRows
+from .schema import migrations
+
+__all__ = ["BUSY_TIMEOUT_S", "Store", "StoreError", "VideoGone", "canonical", "fingerprint_file", "from_blob",
+           "integrity_report", "migrations", "now", "pid_alive", "run_key", "to_blob"]
 # Claims held by threads of this process: (database, video id) -> thread ident.
 _THREAD_CLAIMS: dict[tuple[str, str], int] = {}
 _THREAD_CLAIMS_LOCK = threading.Lock()
+RUN_TABLES = ("scenes", "frames", "captions", "texts", "text_vectors")  # stage rows, keyed by run_key
 
 
-@migrations(name="001_core")
-def _m001(db: sqlite_utils.Database) -> None:
-    db["videos"].create(
-        {"id": str, "path": str, "size": int, "duration": float, "fps": float, "width": int, "height": int,
-         "codec": str, "rotation": int, "has_audio": int, "audio_codec": str, "created_at": float,
-         "updated_at": float},
-        pk="id",
-    )
-    db["video_paths"].create(
-        {"path": str, "video_id": str, "size": int, "mtime_ns": int, "seen_at": float}, pk="path",
-        foreign_keys=[("video_id", "videos", "id")],
-    )
-    db["video_paths"].create_index(["video_id"])
-    db["runs"].create(
-        {"key": str, "video_id": str, "stage": str, "model": str, "model_fp": str, "params": str,
-         "status": str, "pid": int, "host": str, "started_at": float, "finished_at": float,
-         "seconds": float, "stats": str, "error": str},
-        pk="key",
-    )
-    db["runs"].create_index(["video_id", "stage"])
-    db["scenes"].create(
-        {"run_key": str, "idx": int, "start": float, "end": float, "rep_t": float, "rep_jpeg": bytes},
-        pk=("run_key", "idx"),
-    )
-    db["frames"].create(
-        {"run_key": str, "idx": int, "t": float, "embedding": bytes, "jpeg": bytes},
-        pk=("run_key", "idx"),
-    )
-    db["captions"].create(
-        {"run_key": str, "scene_idx": int, "start": float, "end": float, "text": str},
-        pk=("run_key", "scene_idx"),
-    )
-    db["claims"].create({"video_id": str, "pid": int, "host": str, "claimed_at": float}, pk="video_id")
-    db["errors"].create(
-        {"id": int, "path": str, "video_id": str, "stage": str, "message": str, "created_at": float}, pk="id",
-    )
-    db["errors"].create_index(["path"])
-    db["answers"].create(
-        {"id": int, "video_id": str, "created_at": float, "question": str, "options": str, "answer": str,
-         "choice": str, "keyframes": str, "evidence": str, "settings": str, "timings": str, "trace": str},
-        pk="id",
-    )
-    db["answers"].create_index(["video_id"])
+class Store(StageRows):
+    """Storage only: no models, no ffmpeg. Open with ``Store(path)``; migrations apply at open. Faults of
+    SQLite and the file system are raised as :class:`StoreError` (one line: file, cause, what to do)."""
 
+    max_page_count: int | None = None  # SQLite's page limit for this process's connections (tests: a full disk)
 
-@migrations(name="002_text_channels")
-def _m002(db: sqlite_utils.Database) -> None:
-    # Timed text of every channel (speech, on-screen text, captions), one row per line, searchable by
-    # FTS5 and by sentence embeddings.
-    db["texts"].create(
-        {"run_key": str, "idx": int, "video_id": str, "source": str, "start": float, "end": float,
-         "text": str, "confidence": float, "box": str},
-        pk=("run_key", "idx"),
-    )
-    db["texts"].create_index(["video_id", "source"])
-    db["texts"].enable_fts(["text"], create_triggers=True, tokenize="porter")
-    # Sentence embeddings of those lines, keyed by the embedding run and the text run they embed.
-    db["text_vectors"].create(
-        {"run_key": str, "text_run": str, "idx": int, "embedding": bytes}, pk=("run_key", "text_run", "idx"),
-    )
-
-
-def now() -> float:
-    return time.time()
-
-
-def canonical(params: dict[str, Any]) -> str:
-    """Canonical JSON of a stage's parameters (sorted keys, no spaces): part of every cache key."""
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def run_key(video_id: str, stage: str, model_fp: str, params: dict[str, Any]) -> str:
-    raw = "\x1f".join([video_id, stage, model_fp, canonical(params)])
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
-
-
-def fingerprint_file(path: str, *, chunk: int = 1 << 16, samples: int = 16) -> str:
-    """Content identity: size plus a hash of evenly spaced chunks (fast on hour-long files)."""
-    size = os.path.getsize(path)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(size).encode())
-    with open(path, "rb") as f:
-        if size <= chunk * samples:
-            h.update(f.read())
-        else:
-            for i in range(samples):
-                f.seek((size - chunk) * i // (samples - 1))
-                h.update(f.read(chunk))
-    return h.hexdigest()
-
-
-def to_blob(vec: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vec, dtype="<f4").tobytes()
-
-
-def from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Store:
-    """Storage only: no models, no ffmpeg. Open with ``Store(path)``; migrations apply at open."""
-
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool | None = False, check: bool = True):
+        """``readonly``: False opens read-write (migrations apply), True read-only (``mode=ro``), None
+        read-write where the file and its folder are writable and read-only elsewhere. ``check`` runs the
+        cheap health check (header, budgeted quick check); a damaged file raises DatabaseCorrupt."""
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.host = socket.gethostname()
+        memory = str(path) == ":memory:"
+        try:
+            if not memory and readonly is not True:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            if readonly is None:
+                readonly = not memory and not writable(self.path)
+            self.readonly = bool(readonly)
+            conn = connect(self.path, readonly=self.readonly)
+            self.db = sqlite_utils.Database(conn)
+            try:
+                self._setup(check and not memory)
+            except BaseException:
+                conn.close()
+                raise
+        except (sqlite3.Error, OSError) as e:
+            mapped = storage_error(e, self.path, busy_timeout_s=BUSY_TIMEOUT_S)
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    def _setup(self, check: bool) -> None:
         self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if check:
+            quick_check(self.db.conn, self.path)
+        if self.readonly:
+            pending = migrations.pending(self.db)
+            if pending and len(pending) == len(migrations._migrations):
+                raise DatabaseUnavailable(self.path, "no database yet", "run `vqa index VIDEO` first")
+            if pending:
+                raise DatabaseReadOnly(self.path, "was written by an older vqa and must be upgraded, which needs "
+                                                  "write access", "run any `vqa` command on it once where it is "
+                                                  "writable")
+            return
         with contextlib.suppress(sqlite3.OperationalError):
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
+        if self.max_page_count:
+            self.db.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
         self._migrate()
 
     def _migrate(self) -> None:
@@ -164,6 +103,8 @@ class Store:
         (Some sqlite-utils DDL helpers commit on their own, so a SQLite transaction cannot fence them.)"""
         import fcntl
 
+        if not migrations.pending(self.db):
+            return
         with open(str(self.path) + ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -178,7 +119,22 @@ class Store:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
         """A short write transaction that takes the write lock up front (BEGIN IMMEDIATE): readers
-        never need to upgrade a lock mid-transaction, so concurrent writers wait instead of failing."""
+        never need to upgrade a lock mid-transaction, so concurrent writers wait instead of failing.
+        A storage fault (full, read-only, damaged, locked) rolls it back and raises StoreError."""
+        try:
+            with self._transaction() as db:
+                yield db
+        except sqlite3.Error as e:
+            mapped = storage_error(e, self.path, busy_timeout_s=BUSY_TIMEOUT_S)
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+        if self.readonly:
+            raise DatabaseReadOnly(self.path, "is open read-only (the file, its folder or its mount is not "
+                                              "writable)", "make them writable, or use --db elsewhere")
         with self._lock:
             conn = self.db.conn
             if conn.in_transaction:
@@ -198,7 +154,8 @@ class Store:
                 yield self.db
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
             else:
                 conn.execute("COMMIT")
@@ -245,8 +202,19 @@ class Store:
         if os.path.isfile(ref):
             vid = self.lookup_path(ref) or fingerprint_file(ref)
             return self.get_video(vid)
-        rows = list(self.db.query("select * from videos where id like ?", [ref + "%"]))
-        return rows[0] if len(rows) == 1 else None
+        return self._by_prefix(ref)
+
+    def _by_prefix(self, ref: str) -> dict[str, Any] | None:
+        """A video whose fingerprint starts with ``ref`` (at least 4 hex digits, taken literally: no
+        wildcards); AmbiguousVideo when several do."""
+        prefix = ref.lower()
+        if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
+            return None
+        rows = list(self.db.query("select * from videos where substr(id, 1, ?) = ? order by created_at",
+                                  [len(prefix), prefix]))
+        if len(rows) > 1:
+            raise AmbiguousVideo(ref, rows)
+        return rows[0] if rows else None
 
     def list_videos(self) -> list[dict[str, Any]]:
         return list(self.db.query("select * from videos order by created_at"))
@@ -307,8 +275,11 @@ class Store:
 
     def start_run(self, key: str, video_id: str, stage: str, model: str, model_fp: str,
                   params: dict[str, Any]) -> None:
-        """Begin (or restart) a run: rows left by an unfinished earlier attempt are dropped."""
+        """Begin (or restart) a run: rows left by an unfinished earlier attempt are dropped. VideoGone
+        when the video is no longer in the database (removed while being indexed)."""
         with self.write() as db:
+            if not db.execute("select 1 from videos where id = ?", [video_id]).fetchone():
+                raise VideoGone(video_id)
             self._delete_run_rows([key])
             db["runs"].upsert({"key": key, "video_id": video_id, "stage": stage, "model": model,
                                "model_fp": model_fp, "params": canonical(params), "status": "running",
@@ -317,14 +288,26 @@ class Store:
 
     def finish_run(self, key: str, *, stats: dict[str, Any] | None = None,
                    rows: dict[str, Iterable[dict[str, Any]]] | None = None) -> None:
-        """Write the last rows and mark the run done, in one transaction."""
+        """Write the last rows and mark the run done, in one transaction, which first checks that the run
+        is still running and its video still exists: a video removed meanwhile (`vqa rm`) loses what this
+        run wrote and VideoGone is raised; nothing is marked done for it."""
+        gone = None
         with self.write() as db:
-            for table, items in (rows or {}).items():
-                db[table].insert_all(items)
             run = self.get_run(key)
-            started = run["started_at"] if run else now()
-            db["runs"].update(key, {"status": "done", "finished_at": now(), "seconds": now() - started,
-                                    "stats": json.dumps(stats or {})})
+            alive = run is not None and bool(db.execute("select 1 from videos where id = ?",
+                                                        [run["video_id"]]).fetchone())
+            if not alive or run["status"] != "running":
+                if run is not None and not alive:
+                    self._delete_run_rows([key])
+                    db.execute("delete from runs where key = ?", [key])
+                gone = run["video_id"] if run else key
+            else:
+                for table, items in (rows or {}).items():
+                    db[table].insert_all(items)
+                db["runs"].update(key, {"status": "done", "finished_at": now(), "seconds": now() - run["started_at"],
+                                        "stats": json.dumps(stats or {})})
+        if gone is not None:
+            raise VideoGone(gone)
 
     def fail_unfinished(self, video_id: str, error: str) -> None:
         """Mark this process's still-running runs of a video failed (their rows are dropped on restart)."""
@@ -348,13 +331,54 @@ class Store:
             db["runs"].update(key, {"status": "failed", "finished_at": now(), "error": error})
 
     def add_rows(self, table: str, items: Iterable[dict[str, Any]]) -> None:
+        """Rows of running runs (each item has its ``run_key``); VideoGone when a run is no longer
+        running (its video was removed meanwhile), and nothing is written."""
+        items = list(items)
         with self.write() as db:
+            for key in {it["run_key"] for it in items}:
+                row = db.execute("select status, video_id from runs where key = ?", [key]).fetchone()
+                if row is None or row[0] != "running":
+                    raise VideoGone(row[1] if row else key)
             db[table].insert_all(items)
+
+    def abandon_unfinished(self, video_id: str, error: str) -> None:
+        """After a storage fault: this process's running runs of a video are failed and their rows dropped
+        (best effort: the fault may forbid even that; a later run restarts them anyway)."""
+        with self.write() as db:
+            keys = [r["key"] for r in db.query("select key from runs where video_id = ? and status = 'running' "
+                                               "and pid = ? and host = ?", [video_id, os.getpid(), self.host])]
+            self._delete_run_rows(keys)
+            db.execute(f"update runs set status = 'failed', finished_at = ?, error = ? where key in "
+                       f"({','.join('?' * len(keys))})", [now(), error, *keys])
 
     def _delete_run_rows(self, keys: list[str]) -> None:
         for key in keys:
-            for table in ("scenes", "frames", "captions", "texts", "text_vectors"):
+            for table in RUN_TABLES:
                 self.db.execute(f"delete from [{table}] where run_key = ?", [key])
+            self.db.execute("delete from text_vectors where text_run = ?", [key])
+
+    def purge_orphans(self) -> int:
+        """Drop everything whose video or run is gone: runs of removed videos, stage rows of missing runs,
+        sentence vectors of missing text runs, answers, paths and claims of removed videos. Returns how
+        many rows were dropped."""
+        with self.write() as db:
+            before = db.conn.total_changes
+            db.execute("delete from runs where video_id not in (select id from videos)")
+            for table in RUN_TABLES:
+                db.execute(f"delete from [{table}] where run_key not in (select key from runs)")
+            db.execute("delete from text_vectors where text_run not in (select key from runs)")
+            for table in ("answers", "video_paths", "claims"):
+                db.execute(f"delete from [{table}] where video_id not in (select id from videos)")
+            return db.conn.total_changes - before
+
+    def orphan_counts(self) -> dict[str, int]:
+        """How many rows purge_orphans would drop, per table (all 0 in a consistent database)."""
+        q = {"runs": "select count(*) from runs where video_id not in (select id from videos)",
+             **{t: f"select count(*) from [{t}] where run_key not in (select key from runs)" for t in RUN_TABLES},
+             "text_vectors (text run)": "select count(*) from text_vectors where text_run not in (select key from runs)",
+             **{t: f"select count(*) from [{t}] where video_id not in (select id from videos)"
+                for t in ("answers", "video_paths", "claims")}}
+        return {name: self.db.execute(sql).fetchone()[0] for name, sql in q.items()}
 
     def latest_run(self, video_id: str, stage: str) -> dict[str, Any] | None:
         rows = list(self.db.query(
@@ -365,84 +389,7 @@ class Store:
     def runs_for(self, video_id: str) -> list[dict[str, Any]]:
         return list(self.db.query("select * from runs where video_id = ? order by started_at", [video_id]))
 
-    # -- stage outputs --------------------------------------------------------------------------------
-    def scenes(self, key: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "select idx, start, end, rep_t from scenes where run_key = ? order by idx", [key]))
-
-    def scene_images(self, key: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "select idx, start, end, rep_t, rep_jpeg from scenes where run_key = ? order by idx", [key]))
-
-    def captions(self, key: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "select scene_idx, start, end, text from captions where run_key = ? order by scene_idx", [key]))
-
-    def frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(times (N,), embeddings (N, D) float32) of a done embedding run, in time order. A done run
-        never changes, so a process keeps the last few it read (many questions, one read)."""
-        cached = self._matrices.get(key)
-        if cached is not None:
-            return cached
-        run = self.get_run(key)
-        out = self._read_frame_matrix(key)
-        if run and run["status"] == "done":
-            if len(self._matrices) >= 8:
-                self._matrices.pop(next(iter(self._matrices)))
-            self._matrices[key] = out
-        return out
-
-    def _read_frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        times, vecs = [], []
-        for r in self.db.query("select t, embedding from frames where run_key = ? order by idx", [key]):
-            times.append(r["t"])
-            vecs.append(from_blob(r["embedding"]))
-        if not vecs:
-            return np.zeros(0, dtype=np.float64), np.zeros((0, 0), dtype=np.float32)
-        return np.asarray(times, dtype=np.float64), np.stack(vecs).astype(np.float32, copy=False)
-
-    def frame_jpegs(self, key: str, times: Iterable[float]) -> dict[float, bytes]:
-        out = {}
-        for t in times:
-            rows = list(self.db.query(
-                "select t, jpeg from frames where run_key = ? order by abs(t - ?) limit 1", [key, t]))
-            if rows:
-                out[t] = rows[0]["jpeg"]
-        return out
-
-    def texts(self, key: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "select idx, source, start, end, text, confidence, box from texts where run_key = ? order by idx",
-            [key]))
-
-    # -- errors and answers -----------------------------------------------------------------------------
-    def record_error(self, path: str, message: str, *, video_id: str | None = None,
-                     stage: str | None = None) -> None:
-        with self.write() as db:
-            db["errors"].insert({"path": os.path.abspath(path), "video_id": video_id, "stage": stage,
-                                 "message": message, "created_at": now()})
-
-    def clear_errors(self, path: str) -> None:
-        with self.write() as db:
-            db.execute("delete from errors where path = ?", [os.path.abspath(path)])
-
-    def failed(self) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "select path, stage, message, max(created_at) as created_at from errors group by path "
-            "order by created_at"))
-
-    def add_answer(self, row: dict[str, Any]) -> int:
-        with self.write() as db:
-            enc = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()}
-            enc["created_at"] = now()
-            return db["answers"].insert(enc).last_pk
-
-    def answers(self, video_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        if video_id:
-            q, args = "select * from answers where video_id = ? order by id desc limit ?", [video_id, limit]
-        else:
-            q, args = "select * from answers order by id desc limit ?", [limit]
-        return list(self.db.query(q, args))
-
     def integrity(self) -> str:
-        return next(iter(self.db.execute("PRAGMA integrity_check").fetchone()))
+        """SQLite's whole integrity report: "ok", or every problem it found, joined with "; "."""
+        rows = self.db.execute("PRAGMA integrity_check(100)").fetchall()
+        return "; ".join(str(r[0]) for r in rows) or "ok"

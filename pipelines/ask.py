@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from index.errors import StoreError
 from index.store import Store
 from pipelines import defaults
 from pipelines import search as kf
@@ -345,7 +346,13 @@ class Asker:
                             seed=opts.seed, max_new_tokens=opts.max_new_tokens)
         ans = answerer.answer(req)
         t3 = time.perf_counter()
-        saved = self._save(save_frames, frames, kfs) if save_frames else []
+        saved, problems = [], []
+        if save_frames:  # a folder that cannot take them costs the frames, never the answer or its log
+            try:
+                saved = self._save(save_frames, frames, kfs)
+            except OSError as e:
+                why = "not a folder" if os.path.exists(save_frames) and not os.path.isdir(save_frames) else e.strerror
+                problems.append(f"{save_frames}: keyframes not saved ({why or e}); --save-frames needs a folder")
         settings = self._settings(budgets, answerer, ans)
         trace = search.result.trace if search else []
         result = {
@@ -368,10 +375,16 @@ class Asker:
             "trace": trace,
         }
         if log:
-            result["answer_id"] = self.store.add_answer({
-                "video_id": video["id"], "question": question, "options": list(options or []),
-                "answer": ans.text, "choice": ans.choice, "keyframes": result["keyframes"],
-                "evidence": result["context"], "settings": settings, "timings": result["timings"], "trace": trace})
+            try:
+                result["answer_id"] = self.store.add_answer({
+                    "video_id": video["id"], "question": question, "options": list(options or []),
+                    "answer": ans.text, "choice": ans.choice, "keyframes": result["keyframes"],
+                    "evidence": result["context"], "settings": settings, "timings": result["timings"],
+                    "trace": trace})
+            except StoreError as e:  # read-only or full: the answer stands, unlogged, and says so
+                result["answer_id"], result["not_logged"] = None, str(e)
+        if problems:
+            result["problems"] = problems
         return result
 
     def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict) -> list:

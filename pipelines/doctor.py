@@ -65,12 +65,14 @@ def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
                          optional=True))
     if db_path.exists():
         try:
-            from index.store import Store
+            from index.store import Store, integrity_report
 
-            store = Store(db_path)
-            integrity = store.integrity()
-            n = len(store.list_videos())
-            store.close()
+            integrity = integrity_report(db_path)  # SQLite's whole report, read-only
+            n = "?"
+            if integrity == "ok":
+                store = Store(db_path, readonly=True)
+                n = len(store.list_videos())
+                store.close()
             checks.append(_check("database", integrity == "ok", f"{db_path}: integrity {integrity}, {n} videos"))
         except Exception as e:  # noqa: BLE001
             checks.append(_check("database", False, f"{db_path}: {e}"))

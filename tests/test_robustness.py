@@ -355,7 +355,7 @@ def test_ls_rm_gc_doctor(cli, clips, built_models, tmp_path):
                                 keys).fetchone()[0] == 0
     assert not store.runs_for(vid)
     # leftovers of a run that failed, to be dropped by gc
-    store.start_run("k-failed", "vid-x", "frames", "m", "m", {})
+    store.start_run("k-failed", ls[str(bc)]["video_id"], "frames", "m", "m", {})  # a run needs its video
     store.add_rows("frames", [{"run_key": "k-failed", "idx": 0, "t": 0.0, "embedding": b"", "jpeg": b""}])
     store.fail_run("k-failed", "boom")
     store.close()

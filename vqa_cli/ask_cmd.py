@@ -25,6 +25,7 @@ from .common import (
     errors_to_exit,
     open_store,
     out_json,
+    show,
 )
 
 
@@ -65,7 +66,8 @@ def _print_answer(r: dict) -> None:
         typer.echo("Evidence lines:")
         for c in r["context"]:
             typer.echo(f"  [{c['source']} {_fmt(c['start'])}-{_fmt(c['end'])}] {c['text']}")
-    typer.echo(f"({r['timings']['total_ms'] / 1000:.2f} s; answer #{r['answer_id']})")
+    logged = f"answer #{r['answer_id']}" if r.get("answer_id") is not None else "not logged"
+    typer.echo(f"({r['timings']['total_ms'] / 1000:.2f} s; {logged})")
 
 
 def _read_questions(path: Path) -> list[dict]:
@@ -165,6 +167,11 @@ def ask(
                 out_json(res)
             else:
                 _print_answer(res)
+            if res.get("not_logged"):
+                err(f"note: the answer was not logged: {res['not_logged']}")
+            for problem in res.get("problems", []):
+                err(f"error: {problem}")
+                failed += 1
     if failed:
         raise typer.Exit(1)
 
@@ -203,7 +210,7 @@ def search(
     if res.get("clip_random_weights"):
         err("note: this CLIP has random weights: moments found only by [visual] are noise")
     for m in res["moments"]:
-        where = f"{m['video']}  " if all_videos else ""
+        where = f"{show(m['video'])}  " if all_videos else ""
         scene = f"  scene {m['scene']}" if m.get("scene") else ""
         found = ",".join(m["channels"])
         said = f"  “{m['text']}”" if m.get("text") else ""
@@ -217,7 +224,7 @@ def log(
     json_out: JsonOpt = False,
 ) -> None:
     """Past answers, newest first."""
-    with errors_to_exit(), open_store(db, must_exist=True) as store:
+    with errors_to_exit(), open_store(db, readonly=True) as store:
         vid = None
         if video:
             v = store.find_video(video)
@@ -247,7 +254,7 @@ def transcript(
 ) -> None:
     """Print what is said in a video (from `vqa index`)."""
     fmt = "srt" if srt else "vtt" if vtt else "json" if json_out else fmt
-    with errors_to_exit(), open_store(db, must_exist=True) as store:
+    with errors_to_exit(), open_store(db, readonly=True) as store:
         v = store.find_video(video)
         if not v:
             err(f"{video}: not indexed (run `vqa index {video}`)")

@@ -31,8 +31,19 @@ WhisperOpt = Annotated[str | None, typer.Option(
     "--whisper", help="Speech model: faster-whisper name (large-v3 …), local folder, or packaged:tiny.en.")]
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def show(text: object) -> str:
+    """Text for a terminal line: control characters (a newline in a file name) escaped, so one item
+    stays one line. JSON output keeps the raw text."""
+    return str(text).translate(_CONTROL)
+
+
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    """One line on stderr (control characters escaped)."""
+    typer.echo(show(message), err=True)
 
 
 def out_json(obj: Any) -> None:
@@ -63,18 +74,31 @@ def db_path(db: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def open_store(db: Path | None, *, must_exist: bool = False) -> Iterator[Any]:
+def open_store(db: Path | None, *, must_exist: bool = False, readonly: bool | None = None) -> Iterator[Any]:
+    """The store for one command. ``readonly``: True for commands that only read (``mode=ro``: they work
+    on a read-only file, folder or mount); None (default) opens read-write where possible and read-only
+    elsewhere, so a write then fails in one line; False insists on read-write. SQLite and file-system
+    faults inside the block come out as StoreError naming the database."""
+    import sqlite3
+
+    from index.errors import storage_error
     from index.store import Store
 
     path = db_path(db)
-    if must_exist and not path.exists():
+    if (must_exist or readonly) and not path.exists():
         err(f"{path}: no database yet (run `vqa index VIDEO` first)")
         raise typer.Exit(1)
-    store = Store(path)
+    store = Store(path, readonly=readonly)
     try:
         yield store
+    except sqlite3.Error as e:
+        mapped = storage_error(e, path)
+        if mapped is None:
+            raise
+        raise mapped from e
     finally:
-        store.close()
+        with contextlib.suppress(Exception):
+            store.close()
 
 
 def build_models(profile: str | None, *, device: str | None = None, clip: str | None = None,
@@ -89,19 +113,43 @@ def build_models(profile: str | None, *, device: str | None = None, clip: str | 
                   api_model=api_model, api_key_env=api_key_env)
 
 
+def _debug() -> bool:
+    return os.environ.get("VQA_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    """One line on stderr (and, with VQA_DEBUG=1, the traceback before it); the exit to raise."""
+    if _debug():
+        import traceback
+
+        traceback.print_exc()
+    err(f"error: {message}")
+    return typer.Exit(code)
+
+
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
-    """Our errors -> one line on stderr and exit 1 (2 for usage); Ctrl-C -> a message and 130."""
+    """The one place where errors become one line on stderr and an exit code: our errors and storage
+    faults (full, read-only, locked, damaged, permission) exit 1, usage errors 2, Ctrl-C 130.
+    ``VQA_DEBUG=1`` prints the traceback too."""
+    import sqlite3
+
+    from index.errors import AmbiguousVideo, StoreError, storage_error
     from pipelines.errors import UsageError, VqaError
 
     try:
         yield
     except UsageError as e:
-        err(f"error: {e}")
-        raise typer.Exit(2) from None
-    except VqaError as e:
-        err(f"error: {e}")
-        raise typer.Exit(1) from None
+        raise _fail(str(e), 2) from None
+    except AmbiguousVideo as e:
+        raise _fail(str(e), 2) from None
+    except (VqaError, StoreError) as e:
+        raise _fail(str(e), 1) from None
+    except sqlite3.Error as e:  # outside open_store: no database path to name
+        mapped = storage_error(e, None)
+        if mapped is None:
+            raise
+        raise _fail(str(mapped), 1) from None
     except KeyboardInterrupt:
         err("interrupted: finished stages are kept; run the command again to resume")
         raise typer.Exit(130) from None
@@ -109,6 +157,11 @@ def errors_to_exit() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         raise typer.Exit(0) from None
+    except OSError as e:  # a file or folder we were given or write to: full, read-only, missing, denied
+        mapped = storage_error(e, None)
+        text = str(mapped) if mapped else (f"{e.filename}: {e.strerror}" if e.filename and e.strerror
+                                           else e.strerror or str(e))
+        raise _fail(text, 1) from None
 
 
 class StderrProgress:

@@ -23,6 +23,7 @@ from .common import (
     errors_to_exit,
     open_store,
     out_json,
+    show,
 )
 
 
@@ -96,7 +97,7 @@ def index(
                     err(f"{res.path}: {res.error}")
                 elif not jsonl:
                     stages = ", ".join(res.stages_run) if res.stages_run else "nothing to do"
-                    typer.echo(f"{res.status:9s} {res.path}  ({stages}; {res.seconds:.1f} s)")
+                    typer.echo(f"{res.status:9s} {show(res.path)}  ({stages}; {res.seconds:.1f} s)")
         finally:
             results.close()  # on Ctrl-C: workers stop now, before the message and exit code 130
             bar.close()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DbOpt, JsonOpt, ProfileOpt, db_path, err, errors_to_exit, open_store, out_json
+from .common import DbOpt, JsonOpt, ProfileOpt, db_path, err, errors_to_exit, open_store, out_json, show
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +42,7 @@ def scenes(
     json_out: JsonOpt = False,
 ) -> None:
     """List a video's scenes with their captions."""
-    with errors_to_exit(), open_store(db, must_exist=True) as store:
+    with errors_to_exit(), open_store(db, readonly=True) as store:
         v = _video_or_exit(store, video)
         srun = store.latest_run(v["id"], "scenes")
         if not srun:
@@ -57,12 +57,12 @@ def scenes(
             out_json({"video": v["path"], "video_id": v["id"], "duration": v["duration"],
                       "captions_random_weights": random_caps, "scenes": rows})
             return
-        typer.echo(f"{v['path']}  ({_fmt_t(v['duration'])}, {len(rows)} scenes)")
+        typer.echo(f"{show(v['path'])}  ({_fmt_t(v['duration'])}, {len(rows)} scenes)")
         for r in rows:
             cap = r["caption"] or ""
             if cap and random_caps:
                 cap = f"[random-weights captioner] {cap}"
-            typer.echo(f"{r['scene']:4d}  {_fmt_t(r['start'])} - {_fmt_t(r['end'])}  {cap}")
+            typer.echo(f"{r['scene']:4d}  {_fmt_t(r['start'])} - {_fmt_t(r['end'])}  {show(cap)}")
 
 
 def ls(
@@ -77,13 +77,17 @@ def ls(
     from pipelines.backends.profiles import get_profile
     from pipelines.indexing import IndexOptions, latest_stage_status, stage_status
 
-    with errors_to_exit(), open_store(db) as store:
+    if not db_path(db).exists():  # nothing indexed yet (and nothing created by looking)
+        if json_out:
+            out_json([])
+        return
+    with errors_to_exit(), open_store(db, readonly=True) as store:
         if failed:
             rows = store.failed()
             if json_out:
                 out_json(rows)
             for r in rows if not json_out else []:
-                typer.echo(f"{r['path']}: {r['message']}")
+                typer.echo(show(f"{r['path']}: {r['message']}"))
             return
         prof = get_profile(profile) if profile or os.environ.get("VQA_PROFILE") else None
         out = []
@@ -100,31 +104,42 @@ def ls(
             return
         for r in out:
             marks = " ".join(f"{k}:{'ok' if s == 'done' else s}" for k, s in r["stages"].items())
-            typer.echo(f"{r['video_id'][:12]}  {_fmt_t(r['duration']):>10}  {r['paths'][0] if r['paths'] else '?'}"
-                       f"  [{marks}]")
+            path = show(r["paths"][0]) if r["paths"] else "?"
+            typer.echo(f"{r['video_id'][:12]}  {_fmt_t(r['duration']):>10}  {path}  [{marks}]")
 
 
 def rm(
     videos: Annotated[list[str], typer.Argument(help="Video paths or fingerprints to forget.")],
     db: DbOpt = None,
 ) -> None:
-    """Forget videos: their scenes, frames, captions, texts and answers."""
-    failed = 0
+    """Forget videos: their scenes, frames, captions, texts and answers.
+
+    A video that another `vqa` is indexing is removed too: that indexing stops at its next write,
+    keeps nothing, and says so. A fingerprint prefix is taken literally and must name one video."""
+    from index.errors import AmbiguousVideo
+
+    failed = usage = 0
     with errors_to_exit(), open_store(db, must_exist=True) as store:
         for ref in videos:
-            v = store.find_video(ref)
+            try:
+                v = store.find_video(ref)
+            except AmbiguousVideo as e:
+                err(f"error: {e}")
+                usage += 1
+                continue
             if not v:
                 err(f"{ref}: not indexed")
                 failed += 1
                 continue
             store.delete_video(v["id"])
-            typer.echo(f"removed {ref}")
-    if failed:
-        raise typer.Exit(1)
+            typer.echo(f"removed {show(ref)}")
+    if usage or failed:
+        raise typer.Exit(2 if usage else 1)
 
 
 def gc(db: DbOpt = None) -> None:
-    """Forget videos whose files are all gone, drop unfinished runs' leftovers, and vacuum."""
+    """Forget videos whose files are all gone, drop unfinished runs' leftovers and every orphan row (of a
+    removed video or a missing run), and vacuum."""
     with errors_to_exit(), open_store(db, must_exist=True) as store:
         removed = 0
         for v in store.list_videos():
@@ -136,8 +151,10 @@ def gc(db: DbOpt = None) -> None:
                 store.delete_video(v["id"])
                 removed += 1
         purged = store.purge_unfinished()
+        orphans = store.purge_orphans()
         store.db.execute("VACUUM")
-        typer.echo(f"{removed} videos forgotten; {purged} rows of unfinished runs dropped; database vacuumed")
+        typer.echo(f"{removed} videos forgotten; {purged} rows of unfinished runs dropped; {orphans} orphan rows "
+                   "dropped; database vacuumed")
 
 
 def doctor(db: DbOpt = None, profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
@@ -156,12 +173,15 @@ def doctor(db: DbOpt = None, profile: ProfileOpt = None, json_out: JsonOpt = Fal
 
 
 def models(profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
-    """List the model profiles and what each resolves to."""
+    """List the model profiles, what each resolves to, and the backends installed (vqa's and plugins')."""
     from pipelines.backends.profiles import PROFILES
+    from pipelines.backends.registry import backends, origin
 
     rows = [p.as_dict() for name, p in PROFILES.items() if not profile or name == profile]
+    found = [{"kind": b.kind, "name": b.name, "package": origin(b), "default": b.default,
+              "random_weights": b.random_weights, "description": b.description} for b in backends()]
     if json_out:
-        out_json(rows)
+        out_json(rows if profile else {"profiles": rows, "backends": found})
         return
     for p in rows:
         typer.echo(f"{p['name']}: {p['description']}")
@@ -169,3 +189,10 @@ def models(profile: ProfileOpt = None, json_out: JsonOpt = False) -> None:
             label = "  (random weights)" if k in p["random_weights"] else ""
             typer.echo(f"  {k:<14} {p[k] or '-'}{label}")
         typer.echo("")
+    if profile:
+        return
+    typer.echo("backends (spec NAME or NAME:TARGET; the default takes any other spec of its kind):")
+    for b in sorted(found, key=lambda b: (b["kind"], not b["default"], b["name"])):
+        tag = " (default)" if b["default"] else ""
+        pkg = f" [{b['package']}]" if b["package"] and b["package"] != "vqa" else ""
+        typer.echo(f"  {b['kind']:<14} {b['name']}{tag}{pkg}: {b['description']}")

@@ -1,0 +1,119 @@
+"""Opening the database: read-write or read-only, and a cheap health check before anything trusts it.
+
+* A damaged header (not "SQLite format 3", an impossible page size) is seen from the first 100 bytes.
+* ``PRAGMA quick_check`` runs under a budget of SQLite VM steps (a progress handler stops it): a small
+  database is checked whole on every open, a large one as far as the budget goes; damage further in is
+  reported by SQLite when a command reaches it (mapped to the same one-line message).
+* Read-only opening uses SQLite's ``mode=ro`` URI; a WAL database in a folder where SQLite cannot create
+  its shared-memory file is opened ``immutable`` (nothing can change it there anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from pathlib import Path
+
+from .errors import ADVICE_CORRUPT, DatabaseCorrupt, DatabaseUnavailable, storage_error
+
+BUSY_TIMEOUT_S = 60.0
+HEADER = b"SQLite format 3\x00"
+QUICK_CHECK_STEPS = 4_000_000  # SQLite VM steps: a few tens of MB of database, some tens of milliseconds
+
+
+def check_header(path: Path) -> None:
+    """Raise DatabaseCorrupt when the file exists but cannot be a SQLite database (cheap: 100 bytes)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return  # a new, empty database
+    with open(path, "rb") as f:
+        head = f.read(100)
+    page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
+    page_ok = page == 1 or (512 <= page <= 32768 and page & (page - 1) == 0)
+    if len(head) < 100 or head[:16] != HEADER or not page_ok or head[21:24] != b"\x40\x20\x20":
+        raise DatabaseCorrupt(path, "is not a SQLite database (its header is damaged, or it is another kind of "
+                                    "file)", ADVICE_CORRUPT)
+
+
+def writable(path: Path) -> bool:
+    """Whether SQLite can write here: the file (if any) and its folder (journal, WAL, lock files)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.exists() and not os.access(path, os.W_OK):
+        return False
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _uri(path: Path, *, immutable: bool = False) -> str:
+    quoted = urllib.parse.quote(str(path.resolve()))
+    return f"file:{quoted}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """A connection that has read the schema (so a damaged file or a locked folder fails here)."""
+    if str(path) == ":memory:":
+        return sqlite3.connect(":memory:", timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    if readonly and not path.exists():
+        raise DatabaseUnavailable(path, "no database yet", "run `vqa index VIDEO` first")
+    check_header(path)
+    attempts = [_uri(path), _uri(path, immutable=True)] if readonly else [str(path)]
+    for i, target in enumerate(attempts):
+        conn = sqlite3.connect(target, uri=readonly, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            conn.execute("select count(*) from sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if i + 1 < len(attempts) and "unable to open" in str(e):
+                continue  # WAL without a writable folder for its -shm file
+            raise
+        except BaseException:
+            conn.close()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def quick_check(conn: sqlite3.Connection, path: Path, *, steps: int = QUICK_CHECK_STEPS) -> None:
+    """Raise DatabaseCorrupt when SQLite's quick check finds damage within ``steps`` VM steps."""
+    budget = [steps // 1000]
+
+    def tick() -> int:
+        budget[0] -= 1
+        return 1 if budget[0] < 0 else 0
+
+    conn.set_progress_handler(tick, 1000)
+    try:
+        rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+    except sqlite3.OperationalError as e:
+        if "interrupted" in str(e):
+            return  # out of budget: nothing wrong found so far
+        raise
+    except sqlite3.DatabaseError as e:
+        raise DatabaseCorrupt(path, f"the database is damaged ({e})", ADVICE_CORRUPT) from e
+    finally:
+        conn.set_progress_handler(None, 0)
+    problems = [r[0] for r in rows if r[0] != "ok"]
+    if problems:
+        raise DatabaseCorrupt(path, f"the database is damaged ({problems[0]})", ADVICE_CORRUPT)
+
+
+def integrity_report(path: Path) -> str:
+    """SQLite's whole ``integrity_check`` report ("ok", or every problem it lists, joined with "; "), or
+    why the file cannot be checked at all. Read-only; for `vqa doctor`."""
+    try:
+        check_header(path)
+        conn = connect(path, readonly=True)
+    except DatabaseCorrupt as e:
+        return e.cause
+    except sqlite3.Error as e:
+        return str(storage_error(e, path) or e)
+    try:
+        rows = conn.execute("PRAGMA integrity_check(100)").fetchall()
+        return "; ".join(str(r[0]) for r in rows) or "ok"
+    except sqlite3.Error as e:
+        return str(e)
+    finally:
+        conn.close()

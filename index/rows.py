@@ -1,0 +1,94 @@
+"""Reading what the stages stored (scenes, frames, captions, timed text), and the errors and answers
+tables. Mixed into :class:`index.store.Store`, which provides ``db``, ``write`` and ``get_run``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .keys import from_blob, now
+
+
+class StageRows:
+    # -- stage outputs --------------------------------------------------------------------------------
+    def scenes(self, key: str) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "select idx, start, end, rep_t from scenes where run_key = ? order by idx", [key]))
+
+    def scene_images(self, key: str) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "select idx, start, end, rep_t, rep_jpeg from scenes where run_key = ? order by idx", [key]))
+
+    def captions(self, key: str) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "select scene_idx, start, end, text from captions where run_key = ? order by scene_idx", [key]))
+
+    def frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(times (N,), embeddings (N, D) float32) of a done embedding run, in time order. A done run
+        never changes, so a process keeps the last few it read (many questions, one read)."""
+        cached = self._matrices.get(key)
+        if cached is not None:
+            return cached
+        run = self.get_run(key)
+        out = self._read_frame_matrix(key)
+        if run and run["status"] == "done":
+            if len(self._matrices) >= 8:
+                self._matrices.pop(next(iter(self._matrices)))
+            self._matrices[key] = out
+        return out
+
+    def _read_frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        times, vecs = [], []
+        for r in self.db.query("select t, embedding from frames where run_key = ? order by idx", [key]):
+            times.append(r["t"])
+            vecs.append(from_blob(r["embedding"]))
+        if not vecs:
+            return np.zeros(0, dtype=np.float64), np.zeros((0, 0), dtype=np.float32)
+        return np.asarray(times, dtype=np.float64), np.stack(vecs).astype(np.float32, copy=False)
+
+    def frame_jpegs(self, key: str, times: Iterable[float]) -> dict[float, bytes]:
+        out = {}
+        for t in times:
+            rows = list(self.db.query(
+                "select t, jpeg from frames where run_key = ? order by abs(t - ?) limit 1", [key, t]))
+            if rows:
+                out[t] = rows[0]["jpeg"]
+        return out
+
+    def texts(self, key: str) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "select idx, source, start, end, text, confidence, box from texts where run_key = ? order by idx",
+            [key]))
+
+    # -- errors and answers -----------------------------------------------------------------------------
+    def record_error(self, path: str, message: str, *, video_id: str | None = None,
+                     stage: str | None = None) -> None:
+        with self.write() as db:
+            db["errors"].insert({"path": os.path.abspath(path), "video_id": video_id, "stage": stage,
+                                 "message": message, "created_at": now()})
+
+    def clear_errors(self, path: str) -> None:
+        with self.write() as db:
+            db.execute("delete from errors where path = ?", [os.path.abspath(path)])
+
+    def failed(self) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "select path, stage, message, max(created_at) as created_at from errors group by path "
+            "order by created_at"))
+
+    def add_answer(self, row: dict[str, Any]) -> int:
+        with self.write() as db:
+            enc = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()}
+            enc["created_at"] = now()
+            return db["answers"].insert(enc).last_pk
+
+    def answers(self, video_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        if video_id:
+            q, args = "select * from answers where video_id = ? order by id desc limit ?", [video_id, limit]
+        else:
+            q, args = "select * from answers order by id desc limit ?", [limit]
+        return list(self.db.query(q, args))
