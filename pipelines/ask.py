@@ -60,12 +60,18 @@ class SearchOutcome:
 
 
 def _resolve_video(store: Store, ref: str, *, indexer: Indexer | None) -> dict:
+    from pipelines.backends.index_models import done_frames_runs
+
     video = store.find_video(ref)
     if indexer is not None and os.path.isfile(ref):
-        res = indexer.index(ref)  # indexes what is missing (nothing when already indexed)
-        if res.status == "failed":
-            raise VqaError(res.error or "indexing failed", ref)
-        video = store.get_video(res.video_id)
+        known = store.lookup_path(ref)  # the same file (size, mtime) as when it was indexed
+        if known and done_frames_runs(store, known):
+            video = store.get_video(known)  # searched with the models that indexed it (frames_run)
+        else:  # a new or changed file: index it first, with the models asked for
+            res = indexer.index(ref)
+            if res.status == "failed":
+                raise VqaError(res.error or "indexing failed", ref)
+            video = store.get_video(res.video_id)
     if not video:
         if not os.path.exists(ref):
             raise MediaError("no such file (and no indexed video by that name)", ref)
@@ -81,16 +87,12 @@ def _video_path(store: Store, video: dict) -> str | None:
 
 
 def frames_run(store: Store, video: dict, models: Models) -> dict:
-    from pipelines.indexing import spec_fingerprint
+    """The frame embeddings to search, and the CLIP that must embed the query: by default the CLIP (and
+    profile) that indexed the video, which ``models`` adopts; a CLIP or profile the user chose must be the
+    one that indexed it. Text embedded by one CLIP is never scored against another's images."""
+    from pipelines.backends.index_models import adopt_recorded
 
-    fp = spec_fingerprint(models.profile.clip)
-    rows = list(store.db.query(
-        "select * from runs where video_id = ? and stage = 'frames' and status = 'done' and model_fp = ? "
-        "order by finished_at desc limit 1", [video["id"], fp]))
-    if not rows:
-        raise NotIndexedError(f"no frame embeddings with CLIP '{models.profile.clip}' "
-                              f"(run `vqa index` with the same profile/--clip)", video["path"])
-    return rows[0]
+    return adopt_recorded(store, video, models)
 
 
 def search_keyframes(store: Store, models: Models, ref: str, question: str, options: list[str] | None = None,
@@ -238,9 +240,9 @@ def _fuse_moments(moments: list[dict], *, visual_weight: float = 1.0) -> list[di
 def search_library(store: Store, models: Models, text: str, *, top: int = 10) -> dict:
     """`vqa search --all`: every indexed video, through the library-wide FAISS index."""
     from index.vectors import LibraryIndex, top_k
-    from pipelines.indexing import spec_fingerprint
+    from pipelines.backends.index_models import library_clip
 
-    lib = LibraryIndex.load(store, spec_fingerprint(models.profile.clip))
+    lib = LibraryIndex.load(store, library_clip(store, models))
     clip = models.clip()
     subs = kf.decompose_question(text)
     q = clip.embed_texts([s.text for s in subs])
@@ -429,7 +431,7 @@ class Asker:
                          "random_weights": bool(clip.random_weights)},
                 "answerer": {"name": prof.answerer, "fingerprint": getattr(answerer, "fingerprint", None),
                              "random_weights": bool(getattr(answerer, "random_weights", False))},
-                "captioner": {"name": prof.captioner, "fingerprint": spec_fingerprint(prof.captioner),
+                "captioner": {"name": prof.captioner, "fingerprint": spec_fingerprint(prof.captioner, "captioner"),
                               "random_weights": is_random(prof.captioner)},
                 "text_embedder": {"name": prof.text_embedder} if prof.text_embedder else None,
             },

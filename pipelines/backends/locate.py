@@ -130,3 +130,17 @@ def identify_target(kind: str, target: str, **options: Any) -> str:
     if snapshot:
         return identity(kind, name=target, revision=os.path.basename(snapshot), **settings)
     return identity(kind, name=target, **settings)
+
+
+def check_target(target: str) -> str | None:
+    """None when a model spec is a local file/folder or a hub model already in the cache, else why not."""
+    from pipelines.backends.identity import hub_snapshot
+
+    path = os.path.expanduser(target)
+    if path and os.path.exists(path):
+        return None
+    if _looks_like_path(target):
+        return "no such file or folder"
+    if hub_snapshot(target):
+        return None
+    return "not downloaded (not in the local hub cache)"

@@ -38,6 +38,17 @@ class Backend:
     default: bool = False  # the kind's fallback for specs nobody claims
     random_weights: bool = False  # built with random weights: every output says so
     description: str = ""
+    check: Callable[[str], str | None] | None = None  # check(target) -> None when present, else why not
+
+    def missing(self, target: str) -> str | None:
+        """None when the model is here (nothing to download), else why not, in words."""
+        if self.random_weights:
+            return None
+        if self.check is not None:
+            return self.check(target)
+        from pipelines.backends.locate import check_target
+
+        return check_target(target)
 
     def fingerprint(self, target: str, **options: Any) -> str:
         if self.identify is not None:
@@ -144,6 +155,20 @@ def identify(kind: str, spec: str | None, **options: Any) -> str:
         return "none"
     backend, target = resolve(kind, spec)
     return backend.fingerprint(target, **options)
+
+
+def status(kind: str, spec: str | None) -> tuple[str, str]:
+    """("present" | "random" | "missing" | "unknown", detail) for `vqa doctor`, without loading anything."""
+    if not spec:
+        return "none", "-"
+    try:
+        backend, target = resolve(kind, spec)
+    except (ModelError, UsageError) as e:
+        return "unknown", str(e)
+    if backend.random_weights:
+        return "random", f"{spec} (built locally, random weights)"
+    why = backend.missing(target)
+    return ("missing", f"{spec}: {why}") if why else ("present", spec)
 
 
 def is_random(kind: str, spec: str | None) -> bool:

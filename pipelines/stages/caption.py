@@ -147,6 +147,13 @@ def _identify_vlm(target: str, **options: object) -> str:
     return registry.identify("answerer", target, **options)
 
 
+def _check_vlm(target: str) -> str | None:
+    from pipelines.backends import registry
+
+    state, detail = registry.status("answerer", target)
+    return None if state in ("present", "random") else detail
+
+
 def _load_tiny(target: str, *, device: str | None = None, **_: object) -> Captioner:
     from pipelines.backends.tiny import tiny_blip
 
@@ -156,7 +163,7 @@ def _load_tiny(target: str, *, device: str | None = None, **_: object) -> Captio
 BACKENDS = [
     Backend("captioner", "transformers", _load_hf, default=True,
             description="BLIP or vision-encoder-decoder captioners (hub id or local folder)"),
-    Backend("captioner", "vlm", _load_vlm, identify=_identify_vlm,
+    Backend("captioner", "vlm", _load_vlm, identify=_identify_vlm, check=_check_vlm,
             description="a video-LLM answerer asked to describe each frame: vlm:ANSWERER-SPEC"),
     Backend("captioner", "tiny-blip", _load_tiny, identify=lambda t, **_: "tiny-blip-v1", random_weights=True,
             description="a tiny BLIP built locally with random weights (tests, smoke runs)"),

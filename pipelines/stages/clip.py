@@ -142,8 +142,34 @@ def _load_tiny(target: str, *, device: str | None = None, **_: object) -> ClipEm
     return ClipEmbedder(f"{cfg}@{ckpt}", device=device, random_weights=True)
 
 
+def _check(target: str) -> str | None:
+    """Whether the CLIP's weights are here: local files exist, or the hub files are in the cache."""
+    from pipelines.backends.identity import hub_snapshot
+
+    s = ClipSpec.parse(target)
+    for f in (s.config, s.pretrained if _is_local(s.pretrained) else None):
+        if f and not os.path.isfile(f):
+            return f"{f}: no such file"
+    if s.config or _is_local(s.pretrained):
+        return None
+    if s.name.startswith("hf-hub:"):
+        return None if hub_snapshot(s.name[7:]) else "not downloaded (not in the local hub cache)"
+    if not s.pretrained:
+        return "no pretrained weights named (NAME@TAG)"
+    try:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(s.name, s.pretrained) or {}
+    except Exception as e:  # noqa: BLE001 - open_clip missing or a bad name: say so
+        return f"cannot check ({e})"
+    repo = (cfg.get("hf_hub") or "").strip("/")
+    if not cfg:
+        return f"open_clip has no pretrained tag {s.pretrained!r} for {s.name}"
+    return None if repo and hub_snapshot(repo) else "not downloaded (not in the local hub cache)"
+
+
 BACKENDS = [
-    Backend("clip", "open_clip", _load_open_clip, identify=lambda t, **_: clip_identity(t), default=True,
+    Backend("clip", "open_clip", _load_open_clip, identify=lambda t, **_: clip_identity(t), default=True, check=_check,
             description="open_clip: NAME@TAG, hf-hub:ORG/REPO, CONFIG.json@CHECKPOINT, NAME@CHECKPOINT"),
     Backend("clip", "tiny-clip", _load_tiny, identify=lambda t, **_: "tiny-clip-v1", random_weights=True,
             description="a tiny open_clip model built locally with random weights (tests, smoke runs)"),

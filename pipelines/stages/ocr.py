@@ -13,6 +13,7 @@ detection was deferred. Consecutive identical (normalised) texts are merged into
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import re
 import threading
@@ -201,6 +202,8 @@ def _load_rapidocr(target: str, **_: object) -> RapidOcrEngine:
 
 BACKENDS = [
     Backend("ocr", "rapidocr", _load_rapidocr, identify=lambda t, **_: rapidocr_identity(), default=True,
+            check=lambda t: None if importlib.util.find_spec("rapidocr_onnxruntime") else
+            "not installed (pip install rapidocr-onnxruntime pyclipper)",
             description="PP-OCRv4 through rapidocr-onnxruntime (pip install rapidocr-onnxruntime pyclipper)"),
 ]
 

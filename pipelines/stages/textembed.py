@@ -102,12 +102,24 @@ def text_embedder_identity(spec: str) -> str:
     return identity("text_embedder", files=[folder] if folder else [], name=spec)
 
 
+def _check(target: str) -> str | None:
+    try:
+        if target.startswith("packaged:"):
+            packaged_model_dir(target.split(":", 1)[1])
+            return None
+    except ModelError as e:
+        return e.message if hasattr(e, "message") else str(e)
+    if os.path.isdir(os.path.expanduser(target)):
+        return None
+    return None if _hub_snapshot(target) else "not downloaded (not in the local hub cache)"
+
+
 def _load(target: str, *, device: str | None = None, **_: object) -> TextEmbedder:
     return load_text_embedder(target, device=device)
 
 
 BACKENDS = [
-    Backend("text_embedder", "sentence-transformers", _load, default=True,
+    Backend("text_embedder", "sentence-transformers", _load, default=True, check=_check,
             identify=lambda t, **_: text_embedder_identity(t),
             description="sentence-transformers: packaged:all-MiniLM-L6-v2, a hub id, or a local folder"),
 ]

@@ -343,12 +343,27 @@ def whisper_identity(spec: str, *, device: str | None = None, compute_type: str 
                     compute_type=_compute_type(device, compute_type), options=opts)
 
 
+def _check_whisper(target: str) -> str | None:
+    try:
+        if target.startswith("packaged:") or os.path.isdir(os.path.expanduser(target)):
+            resolve_model_dir(target)
+            return None
+        from faster_whisper.utils import download_model
+
+        download_model(target, local_files_only=True)
+        return None
+    except ImportError:
+        return "faster-whisper is not installed (pip install 'vqa[offline]')"
+    except Exception as e:  # noqa: BLE001 - any failure here means: not available without a download
+        return getattr(e, "message", None) or "not downloaded (not in the local hub cache)"
+
+
 def _load_whisper(target: str, *, device: str | None = None, compute_type: str | None = None, **_: object):
     return load_transcriber(target, device=device, compute_type=compute_type)
 
 
 BACKENDS = [
-    Backend("transcriber", "faster-whisper", _load_whisper, default=True,
+    Backend("transcriber", "faster-whisper", _load_whisper, default=True, check=_check_whisper,
             identify=lambda t, device=None, compute_type=None, **_: whisper_identity(t, device=device,
                                                                                     compute_type=compute_type),
             description="faster-whisper: packaged:tiny.en, a model name (large-v3, base.en...), or a folder"),
