@@ -46,6 +46,7 @@ class IndexOptions:
     screen_text: bool = True
     ocr_fps: float = defaults.OCR_FPS
     language: str | None = None
+    subtitles: str | None = None  # a .srt/.vtt file to use as the transcript (a benchmark's), no transcriber needed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +103,10 @@ def plan_stages(video_id: str, profile: Profile, opts: IndexOptions, info_has_au
     if opts.captions and profile.captioner:
         add("captions", profile.captioner, spec_fingerprint(profile.captioner, "captioner"), {"scenes": plans["scenes"].key})
     text_sources = []
-    if opts.speech and profile.transcriber:
+    if opts.speech and opts.subtitles:
+        add("transcript", "subtitles", "subtitles", {"subtitles": files_fingerprint("subtitles", [opts.subtitles])})
+        text_sources.append(plans["transcript"].key)
+    elif opts.speech and profile.transcriber:
         sidecar = _sidecar_fingerprint(path) if path else None
         add("transcript", profile.transcriber, spec_fingerprint(profile.transcriber, "transcriber"),
             {"language": opts.language, "vad": True, "sidecar": sidecar})
@@ -372,7 +376,16 @@ class Indexer:
         """Speech (or a .srt/.vtt next to the video, which the transcriber prefers). No audio, silence or
         undecodable audio are recorded as the transcript's status, never as a failure of the video."""
         self.store.start_run(plan.key, video_id, "transcript", plan.model, plan.model_fp, plan.params)
-        result = self.models.transcriber().transcribe(path, language=self.opts.language, has_audio=info.has_audio)
+        if self.opts.subtitles:
+            from pipelines.stages.transcribe import TranscriptResult, parse_subtitles
+
+            with open(self.opts.subtitles, encoding="utf-8-sig", errors="replace") as f:
+                segments = parse_subtitles(f.read())
+            result = TranscriptResult("ok" if segments else "silent", segments, None, self.opts.language,
+                                      {"source": self.opts.subtitles})
+        else:
+            result = self.models.transcriber().transcribe(path, language=self.opts.language,
+                                                          has_audio=info.has_audio)
         segments, status, error = result.segments, result.status, result.error
         origins = sorted({s.source for s in segments})
         rows = [{"run_key": plan.key, "idx": i, "video_id": video_id, "source": "speech", "start": s.start,

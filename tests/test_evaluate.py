@@ -258,7 +258,8 @@ def test_longvideobench_lvb_val(tmp_path, clip):
     assert (a.id, a.answer, a.task_type, a.duration_class, a.duration) == (
         "86CxyhFV9MI_0", "E", "TOS", "180-600s", 527.0)
     assert a.video == _abs(root / "videos" / "86CxyhFV9MI.mp4") and a.options == ("a", "b", "c", "d", "e")
-    assert a.evidence == ()  # `position` has no documented unit: not used as evidence
+    # `position`: frame indexes at the video file's own rate (10 fps here), each frame [i/fps, (i+1)/fps]
+    assert a.fps == 10.0 and [iv for ev in a.evidence for iv in ev] == pytest.approx([403.0, 403.1, 757.1, 757.2])
     assert (b.answer, b.duration_class) == (None, "900-3600s")
 
 

@@ -68,6 +68,13 @@ def eval_(
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Record layout: {FORMAT_NAMES}.")] = "auto",
     video_root: Annotated[Path | None, typer.Option(
         "--video-root", help="Folder the videos are under (default: next to FILE).", show_default=False)] = None,
+    subtitles_root: Annotated[Path | None, typer.Option(
+        "--subtitles-root", help="Folder of the benchmark's subtitle files (default: its usual folder, e.g. "
+                                 "subtitle/ for Video-MME, subtitles/ for LongVideoBench).", show_default=False)] = None,
+    subtitles: Annotated[bool, typer.Option(
+        "--subtitles/--no-subtitles", help="The benchmark's subtitles are the speech text of their videos "
+                                           "(--no-subtitles: no speech text at all, the 'without subtitles' "
+                                           "setting).")] = True,
     frames: Annotated[int, typer.Option("--frames", "-k", min=1, help="Keyframes per item (K).")] = defaults.K,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=0, help="Only the first N usable items.",
                                               show_default=False)] = None,
@@ -120,10 +127,14 @@ def eval_(
         from pipelines.indexing import Indexer, IndexOptions
 
         skipped: list = []
-        items = load_items(file, fmt, video_root, limit=limit, skipped=skipped)
+        items = load_items(file, fmt, video_root, limit=limit, skipped=skipped, subtitles_root=subtitles_root,
+                           subtitles=subtitles)
         for line in describe_skipped(skipped):
             err(f"skipped: {line}")
         err(f"{len(items)} item(s) to evaluate, {len(skipped)} record(s) skipped; results: {out_path}")
+        with_subs = sum(1 for it in items if it.subtitles)
+        err(f"subtitles: the benchmark's for {with_subs} item(s), vqa's own transcript for the others" if subtitles
+            else "subtitles: none (--no-subtitles: no speech text reaches the answerer)")
         if not items:
             err("error: no usable items")
             raise typer.Exit(1)
@@ -137,7 +148,7 @@ def eval_(
                     "the numbers below only show that the run works")
             bar = StderrProgress(None)
             runner = make_runner(store, models, Indexer(store, models, IndexOptions(), progress=bar), k=frames,
-                                 seed=seed, search_only=search_only, zoom_rounds=zoom_rounds)
+                                 seed=seed, search_only=search_only, zoom_rounds=zoom_rounds, subtitles=subtitles)
             if resume and out_path.exists():
                 check_resumable(out_path, runner.run_settings())
 

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,76 @@ _EXT_ORDER = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v") + tuple(
 Row = tuple[int, "str | None", "EvalItem | Skip"]
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """Where a reader looks besides the annotation file's folder."""
+
+    video_root: Path | None = None  # the videos (default: next to the file, in the layout's usual folders)
+    subtitles_root: Path | None = None  # the benchmark's subtitle files (default: its usual folder)
+    subtitles: bool = True  # False: the "without subtitles" setting (no subtitle file is looked up)
+
+    def video_roots(self, *defaults: Path) -> list[Path]:
+        return roots(self.video_root, *defaults)
+
+    def subtitle_roots(self, *defaults: Path) -> list[Path]:
+        if self.subtitles_root is not None:
+            return [self.subtitles_root]
+        return list(dict.fromkeys([*defaults, *([self.video_root] if self.video_root else [])]))
+
+
+def strip_trailing_commas(text: str) -> str:
+    """``[1, 2,]`` -> ``[1, 2]`` outside strings (Video-MME's official template has such commas)."""
+    out: list[str] = []
+    in_str = esc = False
+    pending = -1  # index in out of a comma that may be trailing
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+            out.append(ch)
+            continue
+        if ch in "}]" and pending >= 0:
+            out[pending] = ""
+        if ch == '"':
+            in_str = True
+        if not ch.isspace():
+            pending = len(out) if ch == "," else -1
+        out.append(ch)
+    return "".join(out)
+
+
+def _first_line_is_json(text: str) -> bool:
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                return False
+            return True
+    return False
+
+
 def read_json_records(path: Path) -> list[Any]:
     """A JSON list of records, a column-oriented JSON object (lists of equal length, as the
-    `datasets` library writes with ``to_json(orient="columns")``), or JSON Lines."""
+    `datasets` library writes with ``to_json(orient="columns")``), or JSON Lines. A JSON document with
+    trailing commas is read as if they were not there; any other syntax error names its line."""
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return parse_lines(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return parse_lines(text)  # JSON Lines saved as .json
+        if _first_line_is_json(text):
+            return parse_lines(text)  # JSON Lines saved as .json
+        try:
+            data = json.loads(strip_trailing_commas(text))
+        except json.JSONDecodeError as e2:  # the first error that is not a trailing comma (same lines)
+            raise EvalDataError(f"not valid JSON: {e2.msg} at line {e2.lineno}, column {e2.colno}",
+                                str(path)) from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -43,6 +104,8 @@ def read_json_records(path: Path) -> list[Any]:
         lists = [v for v in values if isinstance(v, list)]
         if len(lists) == 1:  # {"data": [...]} and the like
             return lists[0]
+        if len(text.strip().splitlines()) == 1:  # JSON Lines of one record
+            return [data]
     raise EvalDataError("expected a JSON list of records (or JSON Lines)", str(path))
 
 
@@ -102,26 +165,61 @@ class Videos:
     def __init__(self, roots: Sequence[Path]):
         self.roots = [r for r in roots if r is not None]
 
-    def find(self, name: str, subdirs: Sequence[str] = ("",)) -> str:
-        raw = Path(os.path.expanduser(str(name).strip()))
-        if raw.is_absolute():
-            if raw.is_file():
-                return os.path.abspath(raw)
-            raw = Path(raw.name)  # a path from the annotator's machine: look for its file name here
+    def find(self, name: str, subdirs: Sequence[str] = ("",), *, hint: str = "") -> str:
+        """The first existing file for ``name`` under a root and sub-folder; a bare id gets the usual
+        video extensions. Not found: a ``video-not-found`` skip naming what was tried (and ``hint``)."""
+        return self.find_any([name], subdirs, hint=hint)
+
+    def find_any(self, names: Sequence[str], subdirs: Sequence[str] = ("",), *, hint: str = "") -> str:
         tried: list[str] = []
-        for root in self.roots:
-            for sub in subdirs:
-                base = root / sub / raw if sub else root / raw
-                if base.suffix.lower() in VIDEO_EXTENSIONS:
-                    candidates = [base]
-                else:  # a bare id: try the usual extensions
-                    candidates = [base.with_name(base.name + ext) for ext in _EXT_ORDER]
-                for c in candidates:
-                    if c.is_file():
-                        return os.path.abspath(c)
-                tried.append(str(base))
+        for name in dict.fromkeys(names):
+            raw = Path(os.path.expanduser(str(name).strip()))
+            if raw.is_absolute():
+                if raw.is_file():
+                    return os.path.abspath(raw)
+                raw = Path(raw.name)  # a path from the annotator's machine: look for its file name here
+            for root in self.roots:
+                for sub in subdirs:
+                    base = root / sub / raw if sub else root / raw
+                    if base.suffix.lower() in VIDEO_EXTENSIONS:
+                        candidates = [base]
+                    else:  # a bare id: try the usual extensions
+                        candidates = [base.with_name(base.name + ext) for ext in _EXT_ORDER]
+                    for c in candidates:
+                        if c.is_file():
+                            return os.path.abspath(c)
+                    tried.append(str(base))
         shown = ", ".join(tried[:4]) + (f" (+{len(tried) - 4} more)" if len(tried) > 4 else "")
-        raise Skip("video-not-found", f"no video file for {name!r} (looked for {shown})")
+        what = " or ".join(repr(str(n)) for n in dict.fromkeys(names))
+        raise Skip("video-not-found", f"no video file for {what} (looked for {shown}){hint}")
+
+
+def find_file(roots_: Sequence[Path], names: Sequence[str], subdirs: Sequence[str] = ("",)) -> str | None:
+    """The first existing ``root/sub/name`` (absolute), or None: for side files such as subtitles."""
+    for name in names:
+        for root in roots_:
+            for sub in subdirs:
+                p = root / sub / name if sub else root / name
+                if p.is_file():
+                    return os.path.abspath(p)
+    return None
+
+
+_FPS: dict[str, float | None] = {}
+
+
+def native_fps(video: str) -> float | None:
+    """The frame rate of a video file as ffmpeg reads it (remembered per path), None when unreadable."""
+    if video not in _FPS:
+        from pipelines.errors import VqaError
+        from pipelines.stages.media import probe
+
+        try:
+            fps = float(probe(video).fps)
+        except (VqaError, OSError, ValueError, TypeError):
+            fps = None
+        _FPS[video] = fps if fps and fps > 0 else None
+    return _FPS[video]
 
 
 def roots(video_root: str | os.PathLike | None, *defaults: Path) -> list[Path]:

@@ -9,21 +9,22 @@ integers and always travel with the ``fps`` they were counted at.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines import defaults
 from pipelines.errors import VqaError
+from pipelines.question import exact_choice, normalize_text, strip_option_label
 
 # Duration classes when a benchmark gives a length in seconds but no class of its own (documented in
 # `vqa eval --help`): short < 4 min, medium 4-20 min, long > 20 min.
 SHORT_MAX_S = 240.0
 MEDIUM_MAX_S = 1200.0
 
-DEFAULT_DELTA_S = 5.0  # tolerance of the temporal metrics, as in LV-Haystack's evaluation (5 s)
+DEFAULT_DELTA_S = defaults.DELTA_S  # tolerance of the temporal metrics, as in LV-Haystack's evaluation (5 s)
 
-LETTERS = "ABCDEFGHIJ"
+LETTERS = "ABCDEFGHIJ"  # at most ten options per question
 
 
 class EvalDataError(VqaError):
@@ -45,6 +46,8 @@ class EvalItem:
     fps: float | None = None  # frame rate the benchmark counted its frame indexes at, when it did
     source_format: str = "native"
     duration: float | None = None  # video length in seconds as published, when published
+    subtitles: str | None = None  # the benchmark's subtitle file for the video (.srt, .vtt, or LongVideoBench JSON)
+    subtitle_offset: float = 0.0  # seconds subtracted from the subtitle file's times (LongVideoBench's clips)
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,9 @@ class Skip(Exception):
 # --------------------------------------------------------------------------------------------------
 # Options and answers
 
-_LETTER_PREFIX = re.compile(r"^\s*\(?([A-J])\s*[.):]\s*")
-
-
 def strip_letter(option: str, index: int) -> str:
     """``"B. Blue shirts."`` -> ``"Blue shirts."`` when the prefix is the letter of its position."""
-    text = str(option).strip()
-    m = _LETTER_PREFIX.match(text)
-    if m and m.group(1) == LETTERS[index] and text[m.end():].strip():
-        return text[m.end():].strip()
-    return text
+    return strip_option_label(option, index)
 
 
 def options_of(values: Iterable[Any]) -> tuple[str, ...]:
@@ -98,31 +94,13 @@ def letter_of_index(value: Any, options: Sequence[str]) -> str:
     return LETTERS[i]
 
 
-_BARE_LETTER = re.compile(r"^\(?([A-Ja-j])\)?[.):]?$")
-_LETTER_THEN_TEXT = re.compile(r"^\(?([A-J])\s*[.):]")
-
-
-def norm_text(s: str) -> str:
-    return re.sub(r"\s+", " ", str(s)).strip().strip(".").strip().casefold()
+norm_text = normalize_text
 
 
 def parse_choice(answer: Any, options: Sequence[str]) -> str | None:
-    """The letter a reply picks: exactly one option's text, ``"B"``, ``"b"``, ``"(B)"``, ``"B. text"``,
-    or an index; None when it picks none of the options."""
-    if answer is None or not options:
-        return None
-    allowed = LETTERS[: len(options)]
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        return allowed[answer] if 0 <= answer < len(options) else None
-    text = str(answer).strip()
-    norm = norm_text(text)
-    hits = [allowed[i] for i, o in enumerate(options) if norm_text(o) == norm]
-    if len(hits) == 1:
-        return hits[0]
-    m = _BARE_LETTER.match(text) or _LETTER_THEN_TEXT.match(text)
-    if m and m.group(1).upper() in allowed:
-        return m.group(1).upper()
-    return None
+    """The letter a reply picks exactly: one option's text, ``"B"``, ``"b"``, ``"(B)"``, ``"B. text"``,
+    or an index; None when it picks none of the options (:func:`pipelines.question.exact_choice`)."""
+    return exact_choice(answer, options)
 
 
 def gold_letter(answer: Any, options: Sequence[str]) -> str:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.eval.files import Row, Videos, bad, guard, read_records, roots
+from pipelines.eval.files import ReadOptions, Row, Videos, bad, guard, read_records
 from pipelines.eval.items import (
     EvalItem,
     Skip,
@@ -24,6 +24,15 @@ from pipelines.eval.items import (
     options_of,
     text_of,
 )
+
+ROWS = "LV-Haystack rows (Hugging Face)"
+DUMP = "LV-Haystack first-release dump (clip-relative frame_indexes)"
+
+
+def layout(keys: set[str]) -> str | None:
+    if "frame_indexes_video" in keys:
+        return ROWS
+    return DUMP if {"frame_indexes", "video_metadata"} <= keys else None
 
 
 def _item(r: dict, qid: str | None, videos: Videos) -> EvalItem:
@@ -54,8 +63,8 @@ def _item(r: dict, qid: str | None, videos: Videos) -> EvalItem:
         fps=fps, source_format="lv-haystack", duration=duration)
 
 
-def read(path: Path, video_root) -> Iterator[Row]:
-    videos = Videos(roots(video_root, path.parent, path.parent / "videos"))
+def read(path: Path, opts: ReadOptions) -> Iterator[Row]:
+    videos = Videos(opts.video_roots(path.parent, path.parent / "videos"))
     for i, r in enumerate(read_records(path)):
         b = bad(r)
         if b:

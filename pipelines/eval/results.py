@@ -97,11 +97,7 @@ def _keyframes(raw: Any, fps: float | None) -> list[dict]:
 
 
 def result_line(item: EvalItem, method: str, result: Any, delta: float) -> dict:
-    base = {
-        "id": item.id, "method": method, "video": item.video, "source_format": item.source_format,
-        "task_type": item.task_type, "gold": item.answer, "options": list(item.options),
-        "evidence": [list(iv) for iv in item.evidence],
-    }
+    base = _item_fields(item, method)
     if not isinstance(result, Mapping):
         raise ValueError(f"runner must return a dict, got {type(result).__name__}")
     if "keyframes" not in result:
@@ -124,8 +120,15 @@ def result_line(item: EvalItem, method: str, result: Any, delta: float) -> dict:
     return line
 
 
-def error_line(item: EvalItem, method: str, exc: BaseException) -> dict:
+def _item_fields(item: EvalItem, method: str) -> dict:
+    """What the benchmark says about the item, so that a result line reads on its own."""
     return {"id": item.id, "method": method, "video": item.video, "source_format": item.source_format,
-            "task_type": item.task_type, "duration_class": item.duration_class, "gold": item.answer,
-            "fps": item.fps, "evidence": [list(iv) for iv in item.evidence],
+            "question": item.question, "options": list(item.options), "gold": item.answer,
+            "task_type": item.task_type, "published_duration": item.duration,
+            "evidence": [list(iv) for iv in item.evidence], "evidence_fps": item.fps,
+            "subtitle_file": item.subtitles}
+
+
+def error_line(item: EvalItem, method: str, exc: BaseException) -> dict:
+    return {**_item_fields(item, method), "duration_class": item.duration_class, "fps": item.fps,
             "error": f"{type(exc).__name__}: {exc}"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from index.store import Store
@@ -44,6 +44,7 @@ class EvalRunOptions:
     zoom_rounds: int = defaults.ZOOM_ROUNDS
     frame_width: int = defaults.FRAME_WIDTH  # width of the frames the answerer gets (as `vqa ask`)
     max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    subtitles: bool = True  # the benchmark's subtitles as the speech channel; False: no speech text at all
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +58,7 @@ class _Video:
     error: str | None = None
     index_ms: float | None = None  # reported once, with the first result of the video
     index_status: str | None = None
+    subtitles: str | None = None  # "benchmark" | "none" | "transcript" (the product's own speech channel)
 
 
 class EvalRunner:
@@ -86,7 +88,7 @@ class EvalRunner:
     def __call__(self, item: EvalItem, method: str) -> dict:
         if method not in METHODS:
             raise ValueError(f"unknown search method {method!r} (choose from {', '.join(METHODS)})")
-        v = self._prepare(item.video)
+        v = self._prepare(item)
         timings: dict[str, float] = {}
         if v.index_ms is not None:
             timings["index_ms"] = round(v.index_ms, 1)
@@ -102,22 +104,29 @@ class EvalRunner:
         timings.update(out.pop("timings"))
         settings = {"eval": self.run_settings(), "method": method, **out.pop("settings", {})}
         return {**out, "timings": timings, "settings": settings, "fps": v.info.fps, "annotation_fps": item.fps,
-                "duration": v.info.duration, "video_id": v.video["id"], "index_status": v.index_status}
+                "duration": v.info.duration, "video_id": v.video["id"], "index_status": v.index_status,
+                "subtitles": v.subtitles}
 
-    def _prepare(self, path: str) -> _Video:
-        """Probe and index a video once; a failure is remembered and raised for each of its methods."""
-        v = self._videos.get(path)
+    def _prepare(self, item: EvalItem) -> _Video:
+        """Probe and index a video once (per subtitle file); a failure is remembered and raised for each of
+        its methods. The benchmark's subtitles (or none, without subtitles) become its transcript."""
+        path = item.video
+        sub_key = item.subtitles if self.opts.subtitles else "-"
+        v = self._videos.get((path, sub_key))
         if v is None:
-            v = self._videos[path] = _Video(path)
+            v = self._videos[(path, sub_key)] = _Video(path)
             try:
                 v.info = probe(path)
                 t0 = time.perf_counter()
                 if self.indexer is not None:
-                    res = self.indexer.index(path)
+                    indexer, v.subtitles = self._indexer_for(item, v.info)
+                    res = indexer.index(path)
                     if res.status == "failed":
                         raise VqaError(f"indexing failed: {res.error}", path)
                     v.index_status = res.status
                     v.video = self.store.get_video(res.video_id)
+                    if indexer is not self.indexer:
+                        _check_transcript(self.store, self.models, indexer, v.video["id"], path)
                 else:
                     v.video = self.store.find_video(path)
                     v.index_status = "existing" if v.video else None
@@ -129,6 +138,19 @@ class EvalRunner:
         if v.error:
             raise VqaError(v.error)
         return v
+
+    def _indexer_for(self, item: EvalItem, info: VideoInfo) -> tuple[Indexer, str]:
+        """The indexer for this item's video: with the benchmark's subtitles as its transcript, with an
+        empty transcript (without subtitles), or the product's own speech channel."""
+        if self.opts.subtitles and not item.subtitles:
+            return self.indexer, "transcript"
+        from pipelines.eval.subtitles import prepared_subtitles
+
+        srt = prepared_subtitles(item.subtitles if self.opts.subtitles else None, item.subtitle_offset,
+                                 item.duration or info.duration)
+        opts = replace(self.indexer.opts, subtitles=srt)
+        return (Indexer(self.store, self.models, opts, progress=self.indexer.progress, cancel=self.indexer.cancel),
+                "benchmark" if self.opts.subtitles else "none")
 
     # -- frame choice ----------------------------------------------------------------------------------
     def _uniform(self, item: EvalItem, v: _Video) -> dict:
@@ -220,16 +242,29 @@ def _answer_fields(a: Mapping[str, Any]) -> dict:
     return {"answer": a.get("choice") or a.get("text"), "answer_detail": dict(a)}
 
 
+def _check_transcript(store: Store, models: Models, indexer: Indexer, video_id: str, path: str) -> None:
+    """Search and answers read a video's latest transcript: it must be this run's subtitles."""
+    from pipelines.indexing import plan_stages
+
+    plan = plan_stages(video_id, models.profile, indexer.opts, path=path).get("transcript")
+    latest = store.latest_run(video_id, "transcript")
+    if plan and latest and latest["key"] != plan.key:
+        raise VqaError("this database holds a later transcript of the video than this run's subtitle setting "
+                       "(from another `vqa eval` or `vqa index`); use one --db per subtitle setting", path)
+
+
 def _clip_fingerprint(models: Models) -> str:
     return spec_fingerprint(models.profile.clip, "clip")
 
 
 def make_runner(store: Store, models: Models, indexer: Indexer | None, *, k: int = defaults.K,
-                seed: int = defaults.SEED, search_only: bool = False, zoom_rounds: int = defaults.ZOOM_ROUNDS) -> EvalRunner:
+                seed: int = defaults.SEED, search_only: bool = False, zoom_rounds: int = defaults.ZOOM_ROUNDS,
+                subtitles: bool = True) -> EvalRunner:
     """The runner for ``run_eval``: methods ``uniform``, ``topk``, ``vqa``; indexes missing videos
-    with ``indexer`` (None: they must be indexed already)."""
+    with ``indexer`` (None: they must be indexed already), the benchmark's subtitles as their
+    transcript (``subtitles=False``: no speech text at all, the "without subtitles" setting)."""
     return EvalRunner(store, models, indexer, EvalRunOptions(k=k, seed=seed, search_only=search_only,
-                                                             zoom_rounds=zoom_rounds))
+                                                             zoom_rounds=zoom_rounds, subtitles=subtitles))
 
 
 def check_resumable(out_path: str | os.PathLike, settings: Mapping[str, Any]) -> None:

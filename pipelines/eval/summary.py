@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ class MethodSummary:
     hit_rate: float | None = None
     frames_scored: float | None = None  # mean
     search_ms: float | None = None  # mean of timings["search_ms"]
+    # the speech channel the items had: {"benchmark": n, "none": n, "transcript": n} (runner's "subtitles")
+    subtitles: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ def summarize_records(records: Iterable[Mapping], *, methods: Sequence[str] = ()
             precision=_mean(m["precision"] for m in metrics), recall=_mean(m["recall"] for m in metrics),
             f1=_mean(m["f1"] for m in metrics), hit_rate=_mean(float(m["hit"]) for m in metrics),
             frames_scored=_mean(r.get("frames_scored") for r in ok),
-            search_ms=_mean((r.get("timings") or {}).get("search_ms") for r in ok)))
+            search_ms=_mean((r.get("timings") or {}).get("search_ms") for r in ok),
+            subtitles=dict(sorted(Counter(str(r["subtitles"]) for r in ok if r.get("subtitles")).items()))))
     return EvalSummary(methods=tuple(out), delta=float(delta))
 
 
@@ -116,6 +120,8 @@ def format_table(summary: EvalSummary) -> str:
         ("frames scored (mean)", [_num(m.frames_scored, ".1f") for m in ms]),
         ("search ms (mean)", [_num(m.search_ms, ".1f") for m in ms]),
     ]
+    if any(m.subtitles for m in ms):  # with subtitles: the benchmark's; none: no speech text; transcript: vqa's own
+        rows.append(("subtitles", [", ".join(f"{k} {n}" for k, n in m.subtitles.items()) or "-" for m in ms]))
     header = ["", *(m.method for m in ms)]
     widths = [max(len(header[0]), *(len(r[0]) for r in rows))]
     for j in range(len(ms)):
