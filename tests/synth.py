@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -83,3 +84,89 @@ def make_color_video(path: str | Path, durations: list[float], *, size: str = "1
 def hex_rgb(color: str) -> tuple[int, int, int]:
     v = int(color, 16)
     return (v >> 16) & 255, (v >> 8) & 255, v & 255
+
+
+def ffmpeg_has_option(option: str) -> bool:
+    """Whether the ffmpeg vqa runs knows a command-line option (e.g. ``-display_rotation``, missing in 5.1)."""
+    proc = subprocess.run([ffmpeg_binary(), "-hide_banner", "-h", "full"], capture_output=True, text=True)
+    return any(line.startswith((option + " ", option + "[")) for line in proc.stdout.splitlines())
+
+
+def rotate_copy(src: str | Path, dst: str | Path, degrees: int) -> None:
+    """A stream copy of ``src`` that players show rotated by ``degrees``: ``-display_rotation`` where
+    ffmpeg has it (6.0 on), else the ``rotate`` tag, which older muxers turn into the display matrix.
+    (``-display_rotation`` is counter-clockwise, the ``rotate`` tag clockwise.)"""
+    if ffmpeg_has_option("-display_rotation"):
+        _run([ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-display_rotation", str(degrees),
+              "-i", str(src), "-c", "copy", str(dst)])
+    else:
+        _run([ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(src), "-c", "copy",
+              "-metadata:s:v:0", f"rotate={(360 - degrees) % 360}", str(dst)])
+
+
+# Encodings that random access must survive; each file shows a moving test pattern (every frame differs).
+CODEC_VARIANTS = {
+    # x264 with open GOPs: keyframes are non-IDR I-frames with recovery points, B-frames lead them
+    "open_gop": ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3",
+                 "-x264-params", "open-gop=1:keyint=25:min-keyint=25:scenecut=0", "-pix_fmt", "yuv420p"],
+    # High 4:4:4 Predictive, open GOP as well (the profile of Debian's cockatoo.mp4)
+    "high444": ["-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
+                "-x264-params", "open-gop=1:keyint=30:min-keyint=30:scenecut=0", "-pix_fmt", "yuv444p"],
+    # B-pyramid with closed GOPs: the mp4 gets an edit list for the reorder delay
+    "bframes": ["-c:v", "libx264", "-preset", "medium", "-bf", "4", "-x264-params",
+                "keyint=40:min-keyint=40:scenecut=0:b-pyramid=normal", "-pix_fmt", "yuv420p"],
+    # MPEG-4 part 2 with B-frames in AVI (packed bitstream, like Megamind.avi)
+    "mpeg4_avi": ["-c:v", "mpeg4", "-q:v", "4", "-bf", "2", "-g", "24"],
+    # MPEG-TS: timestamps do not start at zero
+    "mpegts": ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "25", "-pix_fmt", "yuv420p",
+               "-f", "mpegts"],
+}
+
+
+def make_codec_variant(path: str | Path, kind: str, *, seconds: float = 6.0, size: str = "192x108",
+                       rate: int = 25) -> Path:
+    """A moving test pattern encoded as ``kind`` (a CODEC_VARIANTS key, or ``vfr``, ``edit_list``,
+    ``pps_change``, ``rotated``); returns ``path``."""
+    path = Path(path)
+    src = f"testsrc2=size={size}:rate={rate}:duration={seconds}"
+    base = [ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error"]
+    if kind in CODEC_VARIANTS:
+        _run(base + ["-f", "lavfi", "-i", src, *CODEC_VARIANTS[kind], str(path)])
+    elif kind == "vfr":  # 25 fps for 2 s, then 10 fps, then 30 fps: timestamps only, no constant rate
+        expr = "if(lt(N\\,50)\\,N/25\\,if(lt(N\\,80)\\,2+(N-50)/10\\,5+(N-80)/30))"
+        _run(base + ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds + 2}",
+                     "-vf", f"setpts='{expr}/TB'", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
+                     "-g", "20", "-pix_fmt", "yuv420p", "-video_track_timescale", "3000", str(path)])
+    elif kind == "edit_list":  # a stream copy cut between keyframes: the mp4's edit list starts mid-GOP
+        full = path.with_name(path.stem + "_full.mp4")
+        make_codec_variant(full, "bframes", seconds=seconds + 3, size=size, rate=rate)
+        _run(base + ["-ss", "2.3", "-i", str(full), "-c", "copy", str(path)])
+    elif kind == "pps_change":
+        # H.264 whose parameter sets change mid-stream and are sent once, in-band, where they change
+        # (a spliced recording): a seek into the second part's second GOP decodes it with the first
+        # part's parameter sets; a decode that started earlier is right
+        one, two = path.with_name(path.stem + "_1.h264"), path.with_name(path.stem + "_2.h264")
+        enc = ["-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", str(rate), "-pix_fmt", "yuv420p"]
+        _run(base + ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration=3", *enc, "-f", "h264",
+                     str(one)])
+        _run(base + ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration=2,hue=h=90", *enc,
+                     "-x264-params", "cabac=0:8x8dct=0", "-f", "h264", str(two)])
+        data = two.read_bytes()
+        starts = [m.start() for m in re.finditer(b"\x00\x00\x01", data)]
+        kept, seen = bytearray(b"\x00"), set()
+        for i, s in enumerate(starts):  # keep the first SPS (7) and PPS (8) only
+            nal = data[s:starts[i + 1] if i + 1 < len(starts) else len(data)]
+            if nal[3] & 0x1F in (7, 8) and nal[3] & 0x1F in seen:
+                continue
+            seen.add(nal[3] & 0x1F)
+            kept += nal
+        joined = path.with_name(path.stem + "_joined.h264")
+        joined.write_bytes(one.read_bytes() + bytes(kept))
+        _run(base + ["-r", str(rate), "-i", str(joined), "-c", "copy", str(path)])
+    elif kind == "rotated":
+        plain = path.with_name(path.stem + "_plain.mp4")
+        make_codec_variant(plain, "open_gop", seconds=seconds, size=size, rate=rate)
+        rotate_copy(plain, path, 90)
+    else:
+        raise ValueError(f"unknown variant {kind}")
+    return path

@@ -8,11 +8,9 @@ so timestamps are the video's own, also on variable-frame-rate files.
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import re
-import shutil
 import subprocess
 import threading
 from collections import deque
@@ -22,6 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from pipelines.errors import MediaError
+from pipelines.stages.ffmpeg_bin import ffmpeg_binary, ffmpeg_choice, ffprobe_binary  # noqa: F401 - re-exported
+from pipelines.stages.seek import is_problem
 
 VIDEO_EXTENSIONS = {
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
@@ -29,24 +29,30 @@ VIDEO_EXTENSIONS = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def ffmpeg_binary() -> str:
-    """ffmpeg from ``VQA_FFMPEG``, else PATH, else the binary that imageio-ffmpeg ships."""
-    explicit = os.environ.get("VQA_FFMPEG")
-    if explicit:
-        return explicit
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-    except ImportError as e:  # pragma: no cover - imageio-ffmpeg is a dependency
-        raise MediaError("ffmpeg not found: install ffmpeg or the imageio-ffmpeg package") from e
-    return imageio_ffmpeg.get_ffmpeg_exe()
+def local_url(path: str) -> str:
+    """The ``file:`` URL ffmpeg and PyAV open for a local path: a name that looks like a URL
+    (``http:/host/v.mp4``) is still read from the disk, never fetched."""
+    return "file:" + os.path.abspath(path)
 
 
-def ffprobe_binary() -> str | None:
-    return shutil.which("ffprobe")
+def input_args(path: str) -> list[str]:
+    """ffmpeg's input options for a local file: the file protocol only (also for whatever the file
+    refers to: playlists, references in a .mov), then ``-i file:/abs/path``."""
+    return ["-protocol_whitelist", "file", "-i", local_url(path)]
+
+
+def passthrough() -> list[str]:
+    """Output option: every filtered frame is written once, none duplicated or dropped by the muxer's
+    frame-rate logic (so each frame on the pipe matches one ``showinfo`` line)."""
+    rel = ffmpeg_choice().release
+    return ["-vsync", "passthrough"] if rel is not None and rel < (5, 1) else ["-fps_mode", "passthrough"]
+
+
+def open_container(path: str):
+    """PyAV container over a local file, with the file protocol only."""
+    import av
+
+    return av.open(local_url(path), metadata_errors="ignore", options={"protocol_whitelist": "file"})
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ def probe(path: str) -> VideoInfo:
     import av
 
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with open_container(path) as container:
             vstreams = container.streams.video
             if not vstreams:
                 kind = "audio-only file" if container.streams.audio else "no video stream"
@@ -125,13 +131,14 @@ def probe(path: str) -> VideoInfo:
 def _ffmpeg_says(path: str, e: Exception) -> str:
     """ffmpeg's own words about a file it cannot open (e.g. 'moov atom not found')."""
     try:
-        proc = subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-t", "0",
-                               "-f", "null", "-"], capture_output=True, timeout=30)
+        proc = subprocess.run([ffmpeg_binary(), "-hide_banner", "-nostdin", "-v", "error", *input_args(path),
+                               "-t", "0", "-f", "null", "-"], capture_output=True, timeout=30)
         lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln).strip()
                  for ln in proc.stderr.decode("utf-8", "replace").splitlines()]
-        lines = [ln for ln in lines if ln and not ln.startswith("Error opening input")]
+        lines = [ln for ln in lines if ln and not ln.startswith(("Error opening input", "Error opening file"))]
         if lines:
-            return lines[0].rstrip(".").replace(path, os.path.basename(path))
+            return lines[0].rstrip(".").replace(local_url(path), os.path.basename(path)).replace(
+                path, os.path.basename(path))
     except (OSError, subprocess.SubprocessError):
         pass
     return _ffmpeg_message(e)
@@ -184,7 +191,16 @@ def even_size(info: VideoInfo, width: int) -> tuple[int, int]:
     return max(w, 2), max(h, 2)
 
 
-_PTS = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.]+)")
+_PTS = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+)")
+_TB = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
+RANGE_CHUNK = 64  # grid times per random-access read
+
+
+def grid(start: float, end: float, fps: float) -> list[float]:
+    """The sequential decode's sampling times ``k / fps`` in ``[start, end)`` (at least one)."""
+    k0 = int(np.ceil(start * fps - 1e-9))
+    k1 = max(k0 + 1, int(np.ceil(end * fps - 1e-9)))
+    return [k / fps for k in range(k0, k1)]
 
 
 def decode(
@@ -196,50 +212,74 @@ def decode(
     start: float | None = None,
     duration: float | None = None,
     threads: int = 0,
+    warnings: list[str] | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(timestamp_seconds, RGB uint8 frame)`` sampled at ``fps`` and scaled to ``width``.
 
-    Sampling and scaling happen inside ffmpeg; ``start``/``duration`` restrict decoding to a range
-    (input seeking: ffmpeg jumps to the keyframe before ``start`` and decodes forward).
-    Raises MediaError (after the frames it got) when ffmpeg fails, or when the frames stop well short of
-    the video's end while ffmpeg reports errors (a truncated file): a partial decode is never silent.
+    Times are on the grid ``k / fps`` of the file's own timeline; the frame at ``t`` is the last frame of
+    the video whose presentation time is ``<= t``. Sampling and scaling happen inside ffmpeg. With
+    ``start`` the range ``[start, start + duration)`` is read by random access (``seek.frames_at``),
+    which gives the very frames a decode from the beginning gives at those times.
+    Decode errors go to ``warnings`` (when given) in words. Raises MediaError (after the frames it got)
+    when ffmpeg fails, or when the frames stop well short of the video's end while ffmpeg reports
+    errors (a truncated file): a partial decode is never silent.
     ffmpeg runs in its own process group, so a Ctrl-C in the terminal reaches only us, never cuts the
     stream short behind our back.
     """
     info = info or probe(path)
     w, h = even_size(info, width)
+    if start is not None and start > 0:
+        from pipelines.stages.seek import frames_at
+
+        end = start + (duration if duration is not None else info.duration)
+        times = [t for t in grid(start, min(end, info.duration), fps)]
+        for i in range(0, len(times), RANGE_CHUNK):
+            chunk = times[i:i + RANGE_CHUNK]
+            yield from zip(chunk, frames_at(path, chunk, w=w, h=h, threads=threads, warnings=warnings))
+        return
+    yield from _sequential(path, info, fps, w, h, duration, threads, warnings)
+
+
+def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration: float | None, threads: int,
+                warnings: list[str] | None) -> Iterator[tuple[float, np.ndarray]]:
     frame_bytes = w * h * 3
-    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads)]
-    if start:
-        cmd += ["-ss", f"{start:.3f}"]
-    cmd += ["-i", path]
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads),
+           "-copyts", "-start_at_zero", *input_args(path)]
     if duration is not None:
         cmd += ["-t", f"{duration:.3f}"]
     # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest;
     # eof_action=pass keeps the only frame of a one-frame video.
     vf = f"fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0"
-    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, *passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             bufsize=frame_bytes * 2, process_group=0)
     times: queue.Queue = queue.Queue()
     tail: deque[bytes] = deque(maxlen=20)
     errors: list[bytes] = []
+    n_errors = [0]
 
     def read_stderr() -> None:
         assert proc.stderr is not None
+        tb = None
         for line in proc.stderr:
-            m = _PTS.search(line)
-            if m:
-                times.put(float(m.group(3)))
-            elif b"showinfo" not in line:
-                tail.append(line.rstrip())
-                if (b"[error]" in line or b"[fatal]" in line) and len(errors) < 5:
+            if b"showinfo" in line:
+                m = _PTS.search(line)
+                if m:
+                    times.put(int(m.group(2)) * tb[0] / tb[1] if tb else float(m.group(3)))
+                elif _TB.search(line):
+                    g = _TB.search(line)
+                    tb = (int(g.group(1)), int(g.group(2)))
+                continue
+            tail.append(line.rstrip())
+            if is_problem(line):
+                n_errors[0] += 1
+                if len(errors) < 5:
                     errors.append(line.rstrip())
         times.put(None)
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    offset = start or 0.0
     n = 0
     last_t = None
     try:
@@ -255,8 +295,8 @@ def decode(
             if t is None:  # stderr closed early: fall back to the sampling grid
                 t = n / fps
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
-            last_t = offset + t
-            yield last_t, frame
+            last_t = t
+            yield t, frame
             n += 1
         proc.wait()  # the stream ended: let ffmpeg exit on its own and say how it went
         reader.join(timeout=5)
@@ -268,12 +308,15 @@ def decode(
     if proc.returncode != 0:  # ffmpeg's first error says more than its last words ("Conversion failed!")
         what = "could not decode the video" if n == 0 else f"failed after {n} frame{'s' if n != 1 else ''}"
         raise MediaError(f"ffmpeg {what} ({_tail_message(deque(errors[:1] or tail))})", path)
-    end = info.duration if duration is None else min(info.duration, offset + duration)
-    if errors and (last_t if last_t is not None else offset) < end - max(1.0, 2.0 / fps):
+    end = info.duration if duration is None else min(info.duration, duration)
+    if errors and (last_t if last_t is not None else 0.0) < end - max(1.0, 2.0 / fps):
         got = "no frames" if last_t is None else f"frames only up to {last_t:.1f} s"
         said = [ln for ln in errors if b"partial file" in ln] or errors[:1]  # the most telling line
         raise MediaError(f"truncated or corrupt: {got} of {end:.1f} s (ffmpeg: {_tail_message(deque(said))})",
                          path)
+    if errors and warnings is not None:
+        warnings.append(f"{os.path.basename(path)}: {n_errors[0]} decode error{'s' if n_errors[0] != 1 else ''} "
+                        f"(ffmpeg: {_tail_message(deque(errors[:1]))}): those frames are as ffmpeg conceals them")
 
 
 def _tail_message(tail: deque[bytes]) -> str:
@@ -286,18 +329,25 @@ def _tail_message(tail: deque[bytes]) -> str:
 _LOG_PREFIX = re.compile(r"^(\s*\[[^\]]*\]\s*)+")
 
 
-def read_frame_at(path: str, t: float, *, width: int, info: VideoInfo | None = None) -> np.ndarray:
-    """One frame at time ``t`` (seconds), for evidence frames at answer time."""
+def read_frame_at(path: str, t: float, *, width: int, info: VideoInfo | None = None,
+                  warnings: list[str] | None = None) -> np.ndarray:
+    """The frame a sequential decode shows at time ``t`` (seconds), for evidence frames at answer time."""
+    return read_frames_at(path, [t], width=width, info=info, warnings=warnings)[0]
+
+
+def read_frames_at(path: str, times: list[float], *, width: int, info: VideoInfo | None = None,
+                   warnings: list[str] | None = None) -> list[np.ndarray]:
+    """The frames a sequential decode shows at each of ``times`` (one decode pass for all of them)."""
+    from pipelines.stages.seek import frames_at
+
     info = info or probe(path)
-    t = max(0.0, min(t, max(info.duration - 1e-3, 0.0)))
-    for _, frame in decode(path, fps=max(info.fps, 1.0), width=width, info=info, start=t, duration=0.5):
-        return frame
-    raise MediaError(f"no frame at {t:.2f} s", path)
+    w, h = even_size(info, width)
+    return frames_at(path, [max(0.0, t) for t in times], w=w, h=h, warnings=warnings)
 
 
 def extract_audio(path: str, *, sample_rate: int = 16000) -> tuple[np.ndarray, str | None]:
     """Mono float32 PCM of the first audio stream, or an empty array and the reason when there is none."""
-    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0",
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args(path), "-map", "0:a:0",
            "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, process_group=0)
     audio = np.frombuffer(proc.stdout, dtype=np.float32)

@@ -1,0 +1,224 @@
+"""Random access that shows what a sequential decode shows.
+
+A sequential decode (``media.decode`` without ``start``) samples the video on the grid ``k / fps``: the
+frame shown at time ``t`` is the last frame of the video whose presentation time is ``<= t``. A read at
+``t`` here gives that same frame on every file ffmpeg reads:
+
+- ffmpeg seeks (``-ss`` before ``-i``, ``-noaccurate_seek``) to the keyframe at or before ``t`` and
+  decodes forward; ``-copyts -start_at_zero`` keeps the file's own timeline (the one the sequential
+  decode reports), so nothing depends on where the seek landed; the frame for ``t`` is picked here from
+  the decoded frames' own times (open GOP, B-frames, variable frame rate, edit lists).
+- The h264 decoder learns x264's version from an SEI message in the first frame and works around old
+  x264 bugs (High 4:4:4 before build 151); a seek past that frame loses it and decodes garbage. The
+  version is read from the first packet here and handed to ffmpeg (``-x264_build``).
+- ffmpeg's errors are read, never ignored: when a read logs decode errors it is repeated from an earlier
+  keyframe, until two reads from different keyframes agree frame for frame (errors that touched only
+  frames before the range: leading frames of an open GOP) or the read starts at the file's beginning,
+  which is the sequential decode itself. Every retry, and every error that remains, becomes a warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.errors import MediaError
+
+EPS = 1e-6
+MAX_TRIES = 4  # seeks before the read falls back to decoding from the beginning
+
+
+@dataclass
+class _Attempt:
+    seek: float | None
+    frames: list[np.ndarray | None] = field(default_factory=list)
+    first_pts: float | None = None
+    problems: list[str] = field(default_factory=list)
+    returncode: int = 0
+
+
+@functools.lru_cache(maxsize=64)
+def _x264_build_cached(path: str, size: int, mtime_ns: int) -> int | None:
+    from pipelines.stages.media import open_container
+
+    try:
+        with open_container(path) as container:
+            vs = container.streams.video[0]
+            if vs.codec_context.name != "h264":
+                return None
+            for i, packet in enumerate(container.demux(vs)):
+                m = re.search(rb"x264 - core (\d+)", bytes(packet))
+                if m:
+                    return int(m.group(1))
+                if i >= 4:
+                    break
+    except Exception:  # noqa: BLE001 - a hint only; without it ffmpeg decodes as usual
+        return None
+    return None
+
+
+def x264_build(path: str) -> int | None:
+    """The x264 build that wrote the file (from the SEI in its first packets), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _x264_build_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+_FRAME = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+)")
+_TB = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
+_LOG_PREFIX = re.compile(r"^(\s*\[[^\]]*\]\s*)+")
+
+
+def is_problem(line: bytes) -> bool:
+    """A line of ffmpeg's log (``-loglevel level+info``) that says a frame may be wrong."""
+    return b"[error]" in line or b"[fatal]" in line or b"corrupt decoded frame" in line
+
+
+def clean(line: bytes) -> str:
+    return _LOG_PREFIX.sub("", line.decode("utf-8", "replace")).strip().rstrip(".")
+
+
+def _read(path: str, w: int, h: int, times: Sequence[float], seek: float | None, x264: int | None,
+          threads: int) -> _Attempt:
+    """Decode from ``seek`` (None: the beginning) and pick, for each of the sorted ``times``, the last
+    frame whose presentation time is <= it (the first frame when none is)."""
+    from pipelines.stages.media import ffmpeg_binary, input_args, passthrough
+
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads)]
+    if x264 is not None:
+        cmd += ["-x264_build", str(x264)]
+    if seek is not None:
+        cmd += ["-ss", f"{seek:.6f}", "-noaccurate_seek"]
+    cmd += ["-copyts", "-start_at_zero", *input_args(path), *passthrough()]
+    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", f"scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = w * h * 3
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=frame_bytes * 2, process_group=0)
+    att = _Attempt(seek)
+    pts_list: list[float] = []
+    got = threading.Condition()
+    state = {"tb": None, "done": False}
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            tb = _TB.search(line)
+            m = _FRAME.search(line) if b"showinfo" in line else None
+            with got:
+                if tb and b"showinfo" in line:
+                    state["tb"] = (int(tb.group(1)), int(tb.group(2)))
+                elif m:
+                    num_den = state["tb"]
+                    t = int(m.group(2)) * num_den[0] / num_den[1] if num_den else float(m.group(3))
+                    pts_list.append(t)
+                    got.notify_all()
+                elif is_problem(line) and len(att.problems) < 20:
+                    att.problems.append(clean(line))
+        with got:
+            state["done"] = True
+            got.notify_all()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    out: list[np.ndarray | None] = [None] * len(times)
+    i = 0
+    prev: np.ndarray | None = None
+    n = 0
+    try:
+        assert proc.stdout is not None
+        while i < len(times):
+            buf = proc.stdout.read(frame_bytes)
+            if not buf or len(buf) < frame_bytes:
+                break
+            with got:
+                got.wait_for(lambda k=n: len(pts_list) > k or state["done"], timeout=30)
+                pts = pts_list[n] if len(pts_list) > n else None
+            if pts is None:
+                raise MediaError("ffmpeg gave a frame without its time", path)
+            n += 1
+            frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+            if att.first_pts is None:
+                att.first_pts = pts
+            while i < len(times) and pts > times[i] + EPS:
+                out[i] = prev if prev is not None else frame
+                i += 1
+            prev = frame
+        while i < len(times) and prev is not None:  # the video ended: its last frame stays on screen
+            out[i] = prev
+            i += 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+    att.frames = out
+    att.returncode = proc.returncode if i < len(times) else 0
+    return att
+
+
+def _s(t: float | None) -> str:
+    return "?" if t is None else f"{t:.2f} s"
+
+
+def _same(a: _Attempt, b: _Attempt) -> bool:
+    return len(a.frames) == len(b.frames) and all(
+        x is not None and y is not None and np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
+
+
+def frames_at(path: str, times: Sequence[float], *, w: int, h: int, threads: int = 0,
+              warnings: list[str] | None = None) -> list[np.ndarray]:
+    """The frames a sequential decode shows at each of ``times`` (seconds, any order), scaled to w x h."""
+    order = sorted(range(len(times)), key=lambda k: times[k])
+    ts = [max(0.0, float(times[k])) for k in order]
+    if not ts:
+        return []
+    x264 = x264_build(path)
+    name = os.path.basename(path)
+    where = f"{ts[0]:.2f} s" if len(ts) == 1 or ts[-1] - ts[0] < 0.005 else f"{ts[0]:.2f}-{ts[-1]:.2f} s"
+    seek: float | None = ts[0] if ts[0] > 0 else None
+    prev: _Attempt | None = None
+    tries = 0
+    while True:
+        tries += 1
+        att = _read(path, w, h, ts, seek, x264, threads)
+        landed_late = seek is not None and (att.first_pts is None or att.first_pts > ts[0] + EPS)
+        if landed_late:  # the demuxer's seek went past the time asked for: seek earlier
+            seek = None if tries >= MAX_TRIES or seek <= 1.0 else max(0.0, seek - 2.0 ** tries)
+            seek = seek or None
+            continue
+        if any(f is None for f in att.frames):
+            if att.returncode != 0 or att.problems:
+                said = att.problems[0] if att.problems else f"exit code {att.returncode}"
+                raise MediaError(f"ffmpeg could not decode the frame at {where} ({said})", path)
+            raise MediaError(f"no frame at {where}", path)
+        if not att.problems:
+            if prev is not None and warnings is not None and not _same(prev, att):
+                warnings.append(f"{name}: reading {where} from the keyframe at {_s(prev.first_pts)} gave decode "
+                                f"errors ({prev.problems[0]}) and wrong frames; read again from "
+                                f"{'the beginning' if seek is None else _s(att.first_pts)}")
+            break
+        if seek is None:  # from the beginning: this is the sequential decode, errors and all
+            if warnings is not None:
+                warnings.append(f"{name}: decode errors around {where} also in a sequential decode "
+                                f"({att.problems[0]}): the frames are as ffmpeg conceals them")
+            break
+        if prev is not None and _same(prev, att):  # errors touched only frames before the range
+            break
+        prev = att
+        start = att.first_pts if att.first_pts is not None else seek
+        seek = None if tries >= MAX_TRIES or start <= EPS else max(0.0, start - 1e-3)
+        seek = seek or None
+    result: list[np.ndarray] = [None] * len(times)  # type: ignore[list-item]
+    for k, f in zip(order, att.frames):
+        result[k] = f
+    return result
