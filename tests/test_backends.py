@@ -248,3 +248,20 @@ def test_plugin_backend_through_entry_point(plugin_site, scenes_video, tmp_path)
     res = _vqa(["index", str(path), "--profile", "tiny", "--captioner", "colour", "--db", str(tmp_path / "q.db")],
                {"VQA_HOME": str(tmp_path / "home")})
     assert res.returncode == 1 and "Traceback" not in res.stderr
+
+
+def test_ask_without_profile_uses_the_profile_that_indexed_the_video(cli, scenes_video):
+    """The default-profile trap: indexed with one profile, asked with none, the video is answered with the
+    models that indexed it (the default profile's models are not even present here)."""
+    path, _ = scenes_video
+    assert cli("index", str(path), "--profile", "tiny").exit_code == 0
+    res = cli("ask", str(path), "What colour is the first scene?", "--json", "--frames", "2")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["settings"]["profile"] == "tiny"
+    res = cli("ls", "--failed")
+    assert res.exit_code == 0 and str(path.name) not in res.stdout
+    # naming another profile whose CLIP did not index it: one line naming both, and the flag to pass
+    res = cli("search", str(path), "red", "--profile", "offline", "--clip", "ViT-B-32@laion2b_s34b_b79k")
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "tiny-clip" in res.stderr and "ViT-B-32" in res.stderr and "--profile tiny" in res.stderr
