@@ -124,6 +124,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     path = _video_path(store, video)
     zoom_frames: dict[float, np.ndarray] = {}
     probed: list = []  # probe only when the zoom decodes
+    media_warnings: list[str] = []  # decode errors and re-reads, in words: they go into the trace
 
     def densify(ranges, fps):
         if path is None:
@@ -134,7 +135,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
         new_t, frames = [], []
         for a, b in ranges:
             for t, f in decode(path, fps=fps, width=models.profile.decode_width, info=info, start=a,
-                               duration=max(b - a, 1.0 / fps)):
+                               duration=max(b - a, 1.0 / fps), warnings=media_warnings):
                 new_t.append(t)
                 frames.append(f)
         if not frames:
@@ -149,6 +150,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     shots = [(s["start"], s["end"]) for s in store.scenes(srun["key"])] if srun else []
     result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,
                                 bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots)
+    result.trace.extend({"media": w} for w in media_warnings)
     t_end = time.perf_counter()
     timings = {"embed_query_ms": (t_embed - t0) * 1000, "text_ms": (t_text - t_embed) * 1000,
                "search_ms": (t_end - t_text) * 1000}
@@ -317,7 +319,8 @@ class Asker:
         t0 = started or time.perf_counter()
         path = _video_path(self.store, video)
         t1 = time.perf_counter()
-        frames = self._frames(path, video, kfs, search.zoom_frames if search else {})
+        media_warnings: list[str] = []
+        frames = self._frames(path, video, kfs, search.zoom_frames if search else {}, media_warnings)
         t2 = time.perf_counter()
         total = opts.total_pixels or len(kfs) * defaults.FRAME_PIXELS
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
@@ -356,7 +359,7 @@ class Asker:
                 why = "not a folder" if os.path.exists(save_frames) and not os.path.isdir(save_frames) else e.strerror
                 problems.append(f"{save_frames}: keyframes not saved ({why or e}); --save-frames needs a folder")
         settings = self._settings(budgets, answerer, ans)
-        trace = search.result.trace if search else []
+        trace = (search.result.trace if search else []) + [{"media": w} for w in media_warnings]
         result = {
             "video": video["path"], "video_id": video["id"], "question": question, "options": list(options or []),
             "answer": {"text": ans.text, "choice": ans.choice, "choice_text": ans.choice_text,
@@ -389,7 +392,7 @@ class Asker:
             result["problems"] = problems
         return result
 
-    def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict) -> list:
+    def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict, warnings: list[str] | None = None) -> list:
         """Answer-resolution frames at the keyframes' times: zoom frames already decoded are reused;
         the others are read from the file (in parallel), or from stored thumbnails if the file is gone."""
         from PIL import Image
@@ -399,7 +402,7 @@ class Asker:
         def one(k):
             f = zoom_frames.get(round(k.t, 3))
             if f is None and info is not None:
-                f = read_frame_at(path, k.t, width=self.opts.frame_width, info=info)
+                f = read_frame_at(path, k.t, width=self.opts.frame_width, info=info, warnings=warnings)
             if f is None:
                 run = frames_run(self.store, video, self.models)
                 jpeg = self.store.frame_jpegs(run["key"], [k.t])[k.t]

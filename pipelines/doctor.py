@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +56,11 @@ def profile_checks(profile_name: str | None) -> list[dict[str, Any]]:
 
 
 def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
-    from pipelines.stages.media import ffmpeg_binary, ffprobe_binary
+    from pipelines.stages.media import ffmpeg_choice, ffprobe_binary
 
     checks = []
     try:
-        ff = ffmpeg_binary()
-        ver = subprocess.run([ff, "-version"], capture_output=True, text=True, timeout=20).stdout.split("\n")[0]
-        checks.append(_check("ffmpeg", True, f"{ver} ({ff})"))
+        checks.append(_check("ffmpeg", True, ffmpeg_choice().describe()))  # which binary, its version, why
     except Exception as e:  # noqa: BLE001 - doctor reports, never crashes
         checks.append(_check("ffmpeg", False, str(e)))
     probe = ffprobe_binary()

@@ -24,7 +24,7 @@ from PIL import Image
 from index.store import Store
 from pipelines.stages.media import ffmpeg_binary
 from tests.conftest import jsonl
-from tests.synth import SOURCES, make_scenes_video
+from tests.synth import SOURCES, make_scenes_video, rotate_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
@@ -133,7 +133,7 @@ def zoo(tmp_path_factory) -> dict:
     plain = base / "plain.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt",
            "yuv420p", str(plain))
-    ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(odd["rotated"]))
+    rotate_copy(plain, odd["rotated"], 90)  # -display_rotation where ffmpeg has it (not 5.1), else the tag
     plain.unlink()
     (zoo / "link to good01.mp4").symlink_to(zoo / "good01.mp4")
     shutil.copy(zoo / "good02.mp4", zoo / "copy of good02.mp4")

