@@ -67,7 +67,9 @@ def adopt_recorded(store, video: dict[str, Any], models) -> dict[str, Any]:
                 return run
         got = runs[0]
         prof = recorded_profile(got)
-        was = f"CLIP '{got['model']}'" + (f" (profile {prof})" if prof else "")
+        clips = list(dict.fromkeys(r["model"] for r in runs))
+        was = " and ".join(f"'{c}'" for c in clips)
+        was = f"CLIP {was}" + (f" (profile {prof})" if prof else "")
         raise ModelError(f"it was indexed with {was}, not with CLIP '{models.profile.clip}': search it with the "
                          f"CLIP that indexed it (leave out --clip/--profile"
                          f"{', or pass --profile ' + prof if prof else ''}), or index it with the other one "

@@ -144,3 +144,18 @@ def check_target(target: str) -> str | None:
     if hub_snapshot(target):
         return None
     return "not downloaded (not in the local hub cache)"
+
+
+def absolute_spec(spec: str | None) -> str | None:
+    """The spec with its local paths made absolute (``KIND:./folder``, ``cfg.json@weights.pt``), so that a
+    spec recorded in the database still names the same files from another working directory."""
+    if not spec:
+        return spec
+    prefix, sep, rest = spec.partition(":")
+    if sep and not os.path.exists(spec) and "/" not in prefix and "@" not in prefix:
+        fixed = absolute_spec(rest)
+        return f"{prefix}:{fixed}" if fixed != rest else spec
+    parts = spec.split("@")
+    out = [os.path.abspath(os.path.expanduser(p)) if p and os.path.exists(os.path.expanduser(p)) else p
+           for p in parts]
+    return "@".join(out)

@@ -131,6 +131,9 @@ class Models:
                  explicit: frozenset[str] | set[str] = frozenset()):
         if clip_pretrained:
             profile = replace(profile, clip=combine_clip(profile.clip, clip_pretrained))
+        from pipelines.backends.locate import absolute_spec
+
+        profile = replace(profile, **{k: absolute_spec(getattr(profile, k)) for k in STAGE_KINDS})
         self.profile = profile
         self.device = device
         self.clip_pretrained = None  # folded into profile.clip
