@@ -132,12 +132,12 @@ def eval_(
         for line in describe_skipped(skipped):
             err(f"skipped: {line}")
         err(f"{len(items)} item(s) to evaluate, {len(skipped)} record(s) skipped; results: {out_path}")
-        with_subs = sum(1 for it in items if it.subtitles)
-        err(f"subtitles: the benchmark's for {with_subs} item(s), vqa's own transcript for the others" if subtitles
-            else "subtitles: none (--no-subtitles: no speech text reaches the answerer)")
         if not items:
             err("error: no usable items")
             raise typer.Exit(1)
+        with_subs = sum(1 for it in items if it.subtitles)
+        err(f"subtitles: the benchmark's for {with_subs} item(s), vqa's own speech channel for the others" if subtitles
+            else "subtitles: none (--no-subtitles: no speech text reaches the answerer)")
         with open_store(db) as store:
             models = build_models(profile, device=device, clip=clip, clip_pretrained=clip_pretrained,
                                   answerer=answerer)

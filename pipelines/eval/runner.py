@@ -125,8 +125,8 @@ class EvalRunner:
                         raise VqaError(f"indexing failed: {res.error}", path)
                     v.index_status = res.status
                     v.video = self.store.get_video(res.video_id)
-                    if indexer is not self.indexer:
-                        _check_transcript(self.store, self.models, indexer, v.video["id"], path)
+                    _check_transcript(self.store, self.models, indexer, v.video["id"], path,
+                                      own=indexer is self.indexer)
                 else:
                     v.video = self.store.find_video(path)
                     v.index_status = "existing" if v.video else None
@@ -242,13 +242,19 @@ def _answer_fields(a: Mapping[str, Any]) -> dict:
     return {"answer": a.get("choice") or a.get("text"), "answer_detail": dict(a)}
 
 
-def _check_transcript(store: Store, models: Models, indexer: Indexer, video_id: str, path: str) -> None:
-    """Search and answers read a video's latest transcript: it must be this run's subtitles."""
+def _check_transcript(store: Store, models: Models, indexer: Indexer, video_id: str, path: str, *,
+                      own: bool) -> None:
+    """Search and answers read a video's latest transcript: it must be this run's subtitles (or, for
+    vqa's own speech channel, not a benchmark's subtitles left by another run)."""
     from pipelines.indexing import plan_stages
 
-    plan = plan_stages(video_id, models.profile, indexer.opts, path=path).get("transcript")
     latest = store.latest_run(video_id, "transcript")
-    if plan and latest and latest["key"] != plan.key:
+    if own:
+        wrong = latest is not None and latest["model"] == "subtitles"
+    else:
+        plan = plan_stages(video_id, models.profile, indexer.opts, path=path).get("transcript")
+        wrong = bool(plan and latest and latest["key"] != plan.key)
+    if wrong:
         raise VqaError("this database holds a later transcript of the video than this run's subtitle setting "
                        "(from another `vqa eval` or `vqa index`); use one --db per subtitle setting", path)
 
