@@ -364,3 +364,32 @@ def test_a_wrong_format_is_refused_in_one_line(tmp_path):
     odd.write_text(json.dumps({"foo": 1}) + "\n")
     with pytest.raises(EvalDataError, match=r"is JSON, not NExT-QA's CSV"):
         load_items(odd, "nextqa", None, skipped=[])
+
+
+def test_native_subtitles_field(tmp_path, clip):
+    _place(clip, tmp_path / "a.mp4")
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "a.srt").write_text(VIDEOMME_SRT)
+    ann = tmp_path / "items.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "q1", "video": "a.mp4", "question": "What is said?", "subtitles": "subs/a.srt", "subtitle_offset": 1},
+        {"id": "q2", "video": "a.mp4", "question": "And here?", "subtitles": "subs/missing.srt"}]) + "\n")
+    skipped = []
+    (item,) = load_items(ann, "auto", None, skipped=skipped)
+    assert (item.subtitles, item.subtitle_offset) == (_abs(tmp_path / "subs" / "a.srt"), 1.0)
+    assert [(s.id, s.reason) for s in skipped] == [("q2", "subtitles-not-found")]
+    srt = Path(prepared_subtitles(item.subtitles, item.subtitle_offset, 3.0))
+    assert srt.read_text() == ("1\n00:00:00,000 --> 00:00:00,500\nthe Germans decorated their trees with apples\n\n"
+                               "2\n00:00:00,500 --> 00:00:01,900\nthen candles and berries\n\n")
+    assert load_items(ann, "native", None, skipped=[], subtitles=False)[0].subtitles is None
+
+
+def test_cli_wrong_format_is_one_line(cli, tmp_path):
+    flat = tmp_path / "test.json"
+    flat.write_text(json.dumps([{"video_id": "001", "duration": "short", "videoID": "fFjv93ACGo8",
+                                 "question_id": "001-1", "task_type": "Counting Problem", "question": "q",
+                                 "options": ["A. a", "B. b"], "answer": "A"}]))
+    res = cli("eval", str(flat), "--format", "mlvu", "--profile", "tiny")
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr.splitlines() == [f"error: {flat}: looks like Video-MME flat rows (Hugging Face), not MLVU "
+                                       "(pass --format videomme, or --format auto)"]
