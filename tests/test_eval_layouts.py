@@ -216,6 +216,7 @@ def test_longvideobench_position_at_a_non_integer_rate_and_json_subtitles(tmp_pa
     assert (a.answer, a.options, a.duration_class, a.duration) == ("C", ("a", "b", "c", "d"), "8-15s", 12.0)
     assert a.subtitles == _abs(root / "subtitles" / "86CxyhFV9MI_en.json") and a.subtitle_offset == 100.0
     assert (b.evidence, b.fps, b.answer) == ((), None, "A")
+    assert load_items(root, "auto", None, skipped=[]) == [a, b]  # the folder as LongVideoBench ships it
 
     # On the clip's own clock: 100 s subtracted, the cue that ends before the clip starts dropped,
     # the cue that straddles the start clipped to 0.

@@ -64,7 +64,8 @@ def _progress_line(done: int, total: int, line: dict) -> str:
 
 def eval_(
     file: Annotated[Path, typer.Argument(help="Benchmark annotations: a file (JSON, JSON Lines, CSV, Parquet) "
-                                              "or a benchmark folder (EgoSchema, MLVU).", show_default=False)],
+                                              "or a benchmark folder (EgoSchema, MLVU, LongVideoBench, Video-MME).",
+                                        show_default=False)],
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"Record layout: {FORMAT_NAMES}.")] = "auto",
     video_root: Annotated[Path | None, typer.Option(
         "--video-root", help="Folder the videos are under (default: next to FILE).", show_default=False)] = None,

@@ -28,9 +28,22 @@ def _is_json(p: Path) -> bool:
     return head[:1] in (b"{", b"[")
 
 
+# A benchmark folder whose annotations are one file in a known place (as the benchmark ships it).
+FOLDER_FILES = ("lvb_val.json", "videomme/test-00000-of-00001.parquet")
+
+
+def folder_file(p: Path) -> Path:
+    """The annotation file of a LongVideoBench or Video-MME folder; other paths as they are."""
+    if p.is_dir():
+        for name in FOLDER_FILES:
+            if (p / name).is_file():
+                return p / name
+    return p
+
+
 def layouts_of(path: str | os.PathLike) -> list[tuple[str, str]]:
     """Every (format, layout label) the file or folder matches, best first; [] when none."""
-    p = Path(path)
+    p = folder_file(Path(path))
     if p.is_dir():
         if (p / "questions.json").is_file():
             return [("egoschema", egoschema.OFFICIAL)]

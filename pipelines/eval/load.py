@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pipelines.eval import egoschema, longvideobench, lvhaystack, mlvu, native, nextqa, videomme
-from pipelines.eval.detect import check_format, sniff_format
+from pipelines.eval.detect import check_format, folder_file, sniff_format
 from pipelines.eval.files import ReadOptions, Row
 from pipelines.eval.items import EvalDataError, EvalItem, Skip, Skipped
 
@@ -56,6 +56,7 @@ def load_items(path: str | os.PathLike, fmt: str = "auto", video_root: str | os.
         raise EvalDataError(f"unknown format {fmt!r} (choose from: auto, {', '.join(FORMATS)})")
     opts = ReadOptions(video_root=_folder(video_root, "video root"),
                        subtitles_root=_folder(subtitles_root, "subtitles root"), subtitles=subtitles)
+    p = folder_file(p)
     if fmt == "auto":
         fmt = sniff_format(p)
     else:
