@@ -17,6 +17,7 @@ folder (video/1_plotQA/) first, found from the file name or, in a mixed file, fr
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,7 +68,8 @@ def gold_index(candidates: list, answer) -> int | None:
     return norm[-1] if norm else None
 
 
-def _task_dirs(roots: list[Path], stem: str, task: str) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def _task_dirs(roots: tuple[Path, ...], stem: str, task: str) -> list[str]:
     """Sub-folders to look in, best first: the file's own folder, the numbered folder of the task."""
     name = TASK_NAMES.get(task, task)
     numbered = sorted({f"{prefix}{d.name}" for root in roots for prefix, base in (("video/", root / "video"), ("", root))
@@ -97,7 +99,7 @@ def _item(r: dict, qid: str, stem: str, videos: Videos) -> EvalItem:
     duration = float_or_none(r.get("duration"))
     name = opt_str(r.get("video")) or text_of(r.get("video_name"), "video")
     return EvalItem(
-        id=qid, video=videos.find(name, _task_dirs(videos.roots, stem, task)),
+        id=qid, video=videos.find(name, _task_dirs(tuple(videos.roots), stem, task)),
         question=question, options=options, answer=opt_str(answer),
         task_type=task, duration_class=duration_bucket(duration), source_format="mlvu", duration=duration)
 
@@ -107,6 +109,7 @@ def read(path: Path, opts: ReadOptions) -> Iterator[Row]:
     if not files:
         raise EvalDataError("no MLVU task files (<n>_<task>.json) in this folder", str(path))
     pos = 0
+    _task_dirs.cache_clear()  # folders as they are now
     for f in files:
         base = f.parent.parent if f.parent.name == "json" else f.parent
         videos = Videos(opts.video_roots(base, base / "video", f.parent))
