@@ -54,6 +54,12 @@ def index(
     null: Annotated[bool, typer.Option("-0", "--null", help="With '-': paths on stdin are NUL-separated.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Videos decoded in parallel.")] = 1,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per video on stdout.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster; --jobs: "
+                                                         "workers).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster (auto, HOST:PORT, "
+                                                                  "ray://HOST:10001); default: a local one.")] = None,
+    worker_gpus: Annotated[float | None, typer.Option("--worker-gpus", min=0, help="--engine ray: GPUs per "
+                                                      "worker (default: 1 if the cluster has GPUs).")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
                                                   help="Progress bar on stderr (default: when a TTY).")] = None,
 ) -> None:
@@ -61,10 +67,14 @@ def index(
 
     Unchanged videos are skipped in milliseconds; a renamed copy is recognised by its content.
     Exit code 1 if any input failed (the others are still indexed)."""
+    from pipelines.engines import check_engine, progress_line, ray_module
     from pipelines.indexing import Indexer, IndexOptions
     from pipelines.inputs import expand_inputs, read_stdin_paths
     from pipelines.stages.segment import DETECTORS, SceneParams
 
+    with errors_to_exit():
+        if check_engine(engine) == "ray":
+            ray_module()
     if detector not in DETECTORS:
         err(f"error: unknown detector '{detector}' (choose from {', '.join(DETECTORS)})")
         raise typer.Exit(2)
@@ -86,7 +96,14 @@ def index(
         indexer = Indexer(store, models, opts, progress=bar)
         from pipelines.batch import index_many
 
-        results = index_many(indexer, files, jobs=jobs)
+        if engine == "ray":
+            from pipelines.engines.ray_engine import index_on_ray
+
+            results = index_on_ray(store, models, opts, files, address=address, jobs=jobs if jobs > 1 else None,
+                                   worker_gpus=worker_gpus,
+                                   progress=(lambda *a: err(progress_line(*a))) if bar.enabled else None)
+        else:
+            results = index_many(indexer, files, jobs=jobs)
         try:
             for res in results:
                 bar.close()
