@@ -112,7 +112,7 @@ def integrity_report(path: Path) -> str:
         return str(storage_error(e, path) or e)
     try:
         rows = conn.execute("PRAGMA integrity_check(100)").fetchall()
-        return "; ".join(str(r[0]) for r in rows) or "ok"
+        return "; ".join(str(r[0]).replace("\n", "; ") for r in rows) or "ok"
     except sqlite3.Error as e:
         return str(e)
     finally:

@@ -361,15 +361,13 @@ class Store(StageRows):
         """Drop everything whose video or run is gone: runs of removed videos, stage rows of missing runs,
         sentence vectors of missing text runs, answers, paths and claims of removed videos. Returns how
         many rows were dropped."""
+        sql = ["delete from runs where video_id not in (select id from videos)",
+               *(f"delete from [{t}] where run_key not in (select key from runs)" for t in RUN_TABLES),
+               "delete from text_vectors where text_run not in (select key from runs)",
+               *(f"delete from [{t}] where video_id not in (select id from videos)"
+                 for t in ("answers", "video_paths", "claims"))]
         with self.write() as db:
-            before = db.conn.total_changes
-            db.execute("delete from runs where video_id not in (select id from videos)")
-            for table in RUN_TABLES:
-                db.execute(f"delete from [{table}] where run_key not in (select key from runs)")
-            db.execute("delete from text_vectors where text_run not in (select key from runs)")
-            for table in ("answers", "video_paths", "claims"):
-                db.execute(f"delete from [{table}] where video_id not in (select id from videos)")
-            return db.conn.total_changes - before
+            return sum(db.execute(s).rowcount for s in sql)  # rows deleted, not the FTS triggers' work
 
     def orphan_counts(self) -> dict[str, int]:
         """How many rows purge_orphans would drop, per table (all 0 in a consistent database)."""
@@ -392,4 +390,4 @@ class Store(StageRows):
     def integrity(self) -> str:
         """SQLite's whole integrity report: "ok", or every problem it found, joined with "; "."""
         rows = self.db.execute("PRAGMA integrity_check(100)").fetchall()
-        return "; ".join(str(r[0]) for r in rows) or "ok"
+        return "; ".join(str(r[0]).replace("\n", "; ") for r in rows) or "ok"
