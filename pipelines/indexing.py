@@ -301,7 +301,7 @@ class Indexer:
             scanner = self._ocr_scanner()
             consumers.append((_Sampler(opts.ocr_fps), scanner.feed))
         if "scenes" in stages:
-            segmenter = SceneSegmenter(opts.scene)
+            segmenter = SceneSegmenter(opts.scene, source=path)  # source: cut times refined from the file
             consumers.append((_Sampler(opts.scene.fps), segmenter.feed))
 
         for s in stages:

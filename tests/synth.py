@@ -170,3 +170,27 @@ def make_codec_variant(path: str | Path, kind: str, *, seconds: float = 6.0, siz
     else:
         raise ValueError(f"unknown variant {kind}")
     return path
+
+
+def make_one_shot_video(path: str | Path, event: str, *, seconds: float = 8.0, size: str = "320x180",
+                        rate: int = 25) -> Path:
+    """One continuous shot (a moving test pattern) with an ``event`` that is not a cut: ``flash`` (three
+    white frames at 4 s), ``occlusion`` (a dark shape sweeping over most of the picture, 3.5-4.3 s, like
+    a hand or a wing passing the lens), or ``none``."""
+    path = Path(path)
+    w, h = (int(v) for v in size.split("x"))
+    cmd = [ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+           f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if event == "flash":
+        graph = f"[0:v]drawbox=x=0:y=0:w={w}:h={h}:color=white:t=fill:enable='between(n,{4 * rate},{4 * rate + 2})'[v]"
+    elif event == "occlusion":
+        cmd += ["-f", "lavfi", "-i", f"color=c=0x202020:size={int(w * 0.8)}x{h}:rate={rate}:duration={seconds}"]
+        graph = (f"[0:v][1:v]overlay=x='-{int(w * 0.8)}+(t-3.5)*{(w * 1.8) / 0.8:.1f}':y=0"
+                 ":enable='between(t,3.5,4.3)'[v]")
+    elif event == "none":
+        graph = "[0:v]null[v]"
+    else:
+        raise ValueError(f"unknown event {event}")
+    _run(cmd + ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast",
+                "-pix_fmt", "yuv420p", str(path)])
+    return path

@@ -191,3 +191,38 @@ def test_a_missing_vqa_ffmpeg_is_one_line(cli, fresh_choice, monkeypatch, tmp_pa
         ffmpeg_bin.ffmpeg_choice()
     res = cli("doctor")
     assert "no-such-ffmpeg" in res.stdout + res.stderr and "Traceback" not in res.stdout + res.stderr
+
+
+def _scenes(path: Path, **params) -> list:
+    from pipelines.stages.segment import SceneParams, SceneSegmenter
+
+    info = probe(str(path))
+    seg = SceneSegmenter(SceneParams(**params), source=str(path))
+    for t, f in decode(str(path), fps=seg.params.fps, width=384, info=info):
+        seg.feed(t, f)
+    return seg.finish(info.duration)
+
+
+@pytest.mark.parametrize("rate,durations", [(25, [2.44, 1.72, 3.08, 2.2]), (30, [1.9666667, 2.5333333, 2.1])])
+def test_a_cut_starts_on_the_first_frame_of_the_new_shot(tmp_path, rate, durations):
+    """Cuts between the 10 fps analysis samples: each scene starts on its shot's first frame (within one
+    frame), not on the next analysed sample."""
+    from tests.synth import make_scenes_video
+
+    path = tmp_path / f"cuts{rate}.mp4"
+    cuts = make_scenes_video(path, durations, rate=rate, audio=False, labels=False)
+    starts = [s.start for s in _scenes(path)[1:]]
+    assert len(starts) == len(cuts), (starts, cuts)
+    for found, cut in zip(starts, cuts):
+        assert abs(found - cut) <= 1.0 / rate + 1e-6, (starts, cuts)
+    unrefined = [s.start for s in _scenes(path, refine=False)[1:]]
+    assert max(abs(a - b) for a, b in zip(unrefined, cuts)) > 1.0 / rate  # what the analysis grid alone gives
+
+
+@pytest.mark.parametrize("event", ["flash", "occlusion", "none"])
+def test_a_flash_or_an_occlusion_does_not_split_a_shot(tmp_path, event):
+    from tests.synth import make_one_shot_video
+
+    path = make_one_shot_video(tmp_path / f"{event}.mp4", event)
+    scenes = _scenes(path)
+    assert [(round(s.start, 2), round(s.end, 2)) for s in scenes] == [(0.0, 8.0)]

@@ -92,9 +92,11 @@ def clean(line: bytes) -> str:
 
 
 def _read(path: str, w: int, h: int, times: Sequence[float], seek: float | None, x264: int | None,
-          threads: int) -> _Attempt:
+          threads: int, between: list | None = None) -> _Attempt:
     """Decode from ``seek`` (None: the beginning) and pick, for each of the sorted ``times``, the last
-    frame whose presentation time is <= it (the first frame when none is)."""
+    frame whose presentation time is <= it (the first frame when none is). With ``between`` (a list),
+    every decoded frame from the one shown at ``times[0]`` to the one shown at ``times[-1]`` is appended
+    to it as ``(pts, frame)``."""
     from pipelines.stages.media import ffmpeg_binary, input_args, passthrough
 
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads)]
@@ -156,6 +158,11 @@ def _read(path: str, w: int, h: int, times: Sequence[float], seek: float | None,
             while i < len(times) and pts > times[i] + EPS:
                 out[i] = prev if prev is not None else frame
                 i += 1
+            if between is not None and i < len(times):
+                if pts <= times[0] + EPS:
+                    between[:] = [(pts, frame)]  # the frame shown at times[0] (so far)
+                else:
+                    between.append((pts, frame))
             prev = frame
         while i < len(times) and prev is not None:  # the video ended: its last frame stays on screen
             out[i] = prev
@@ -168,6 +175,17 @@ def _read(path: str, w: int, h: int, times: Sequence[float], seek: float | None,
     att.frames = out
     att.returncode = proc.returncode if i < len(times) else 0
     return att
+
+
+def frames_between(path: str, a: float, b: float, *, w: int, h: int) -> list[tuple[float, np.ndarray]]:
+    """Every frame of the video from the one shown at ``a`` to the one shown at ``b`` (``(pts, frame)``,
+    scaled to w x h), for finding where in between something changes; empty when the read logged decode
+    errors (the caller keeps what it had)."""
+    out: list = []
+    att = _read(path, w, h, [a, b], a if a > 0 else None, x264_build(path), 0, between=out)
+    if att.problems or att.first_pts is None or (a > 0 and att.first_pts > a + EPS):
+        return []
+    return out
 
 
 def _s(t: float | None) -> str:

@@ -3,6 +3,11 @@
 Frames arrive on a constant sampling grid (``fps``), already decoded; each detector sees them as BGR
 images about 256 px wide through ``process_frame`` and reports cuts, and ``post_process`` closes the
 last scene. A representative frame per scene (its middle) is kept in bounded memory for captioning.
+
+A cut found between two analysed samples ``a`` and ``b`` is refined at the source's own frame rate when
+the video file is known (``source``): the frames from the one shown at ``a`` to the one shown at ``b``
+are read (random access, a few frames) and the cut is put on the first frame after the largest change
+between consecutive frames, so a scene starts on the first frame of its shot, not on the next sample.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class SceneParams:
     min_scene_len: float = 0.6  # seconds
     fps: float = 10.0  # analysis rate: cut times are exact to 1/fps
     width: int = 256  # analysis width in pixels
+    refine: bool = True  # cut times moved onto the source's first frame of the new shot (needs the file)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +108,7 @@ class _MiddleFrame:
 class SceneSegmenter:
     """``feed(t, rgb)`` for each frame on the grid, then ``finish(duration)`` -> scenes in time order."""
 
-    def __init__(self, params: SceneParams, *, keep_width: int = 384):
+    def __init__(self, params: SceneParams, *, keep_width: int = 384, source: str | None = None):
         import cv2
         from scenedetect import FrameTimecode
 
@@ -116,6 +122,9 @@ class SceneSegmenter:
         self.scenes: list[Scene] = []
         self._mid = _MiddleFrame()
         self._scene_start = 0.0
+        self.source = source
+        self.windows: list[tuple[float, float]] = []  # per cut: the analysed samples either side
+        self._shape: tuple[int, int] | None = None
 
     def _small(self, rgb: np.ndarray, width: int) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -128,16 +137,22 @@ class SceneSegmenter:
         i = len(self.times)
         if i == 0:
             self._scene_start = t
+            self._shape = rgb.shape[:2]
         self.times.append(t)
         bgr = self._cv2.cvtColor(self._small(rgb, self.params.width), self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         for c in cuts:
-            self._close_at(self.times[min(c.frame_num, len(self.times) - 1)])
+            self._close_at_frame(c.frame_num)
         self._mid.add(t, self._small(rgb, self.keep_width).copy())
 
-    def _close_at(self, cut_t: float) -> None:
+    def _close_at_frame(self, k: int) -> None:
+        k = min(k, len(self.times) - 1)
+        if self._close_at(self.times[k]):
+            self.windows.append((self.times[max(k - 1, 0)], self.times[k]))
+
+    def _close_at(self, cut_t: float) -> bool:
         if cut_t <= self._scene_start:
-            return
+            return False
         rep_t, rep = self._mid.middle(self._scene_start, cut_t)
         self.scenes.append(Scene(self._scene_start, cut_t, rep_t, to_jpeg(rep)))
         self.cuts.append(cut_t)
@@ -147,13 +162,37 @@ class SceneSegmenter:
         for t, f in keep:
             self._mid.add(t, f)
         self._scene_start = cut_t
+        return True
 
     def finish(self, duration: float) -> list[Scene]:
         if self.times:
             for c in self.detector.post_process(self._tc(len(self.times) - 1, fps=self.params.fps)):
-                self._close_at(self.times[min(c.frame_num, len(self.times) - 1)])
+                self._close_at_frame(c.frame_num)
         end = max(duration, self.times[-1] if self.times else 0.0)
         if end > self._scene_start or not self.scenes:
             rep_t, rep = self._mid.middle(self._scene_start, end)
             self.scenes.append(Scene(self._scene_start, end, rep_t, to_jpeg(rep)))
+        if self.source and self.params.refine and self.windows:
+            self._refine()
         return self.scenes
+
+    def _refine(self) -> None:
+        """Move each cut onto the first frame of the new shot (see the module's docstring)."""
+        from pipelines.stages.seek import frames_between
+
+        h0, w0 = self._shape or (9, 16)
+        w = min(self.params.width, w0) // 2 * 2
+        h = max(2, int(round(h0 * w / w0 / 2)) * 2)
+        cuts = []
+        for (a, b), cut in zip(self.windows, self.cuts):
+            frames = frames_between(self.source, a, b, w=w, h=h) if b > a else []
+            if len(frames) >= 2:
+                hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV).astype(np.int16) for _, f in frames]
+                change = [float(np.abs(y - x).mean()) for x, y in zip(hsv, hsv[1:])]
+                cut = frames[1 + int(np.argmax(change))][0]
+            cuts.append(cut)
+        starts = [self.scenes[0].start, *cuts]
+        ends = [*cuts, self.scenes[-1].end]
+        self.scenes = [Scene(a, b, min(max(s.rep_t, a), b), s.rep_jpeg)
+                       for s, a, b in zip(self.scenes, starts, ends)]
+        self.cuts = cuts
