@@ -72,8 +72,11 @@ class StageRows:
                                  "message": message, "created_at": now()})
 
     def clear_errors(self, path: str) -> None:
+        apath = os.path.abspath(path)
+        if not self.db.execute("select 1 from errors where path = ? limit 1", [apath]).fetchone():
+            return  # nothing to clear: no write (an unchanged video is fine on a read-only database)
         with self.write() as db:
-            db.execute("delete from errors where path = ?", [os.path.abspath(path)])
+            db.execute("delete from errors where path = ?", [apath])
 
     def failed(self) -> list[dict[str, Any]]:
         return list(self.db.query(

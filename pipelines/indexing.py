@@ -213,8 +213,8 @@ class Indexer:
     # -- internals ------------------------------------------------------------------------------------
     def _index(self, path: str, result: IndexResult) -> None:
         profile = self.models.profile
+        check_input(path)  # a URL that is no local file, a still image: refused before anything opens it
         check_file(path)
-        check_input(path)
         video_id = self.store.lookup_path(path)
         if video_id:
             video = self.store.get_video(video_id)

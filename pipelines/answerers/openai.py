@@ -1,4 +1,8 @@
-"""Any OpenAI-compatible server (vLLM, SGLang, Ollama): keyframes sent as JPEG data URLs."""
+"""Any OpenAI-compatible server (vLLM, SGLang, Ollama): keyframes sent as JPEG data URLs.
+
+Credentials stay with the server they are for: redirects are never followed (a 3xx is an error that names
+where it points), a ``user:password@`` in ``--api-base`` becomes HTTP Basic auth and leaves the URL, and
+the key and password are blanked out of every message (also where a server's error body echoes them)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import urllib.error
+import urllib.request
 from typing import Any
 
 from pipelines.answerers.base import Answer, Answerer, AnswerRequest
@@ -31,7 +37,7 @@ class OpenAIAnswerer(Answerer):
         if not api_base or not api_model:
             raise ModelError("the openai answerer needs a server and a model name: --api-base URL (e.g. "
                              "http://localhost:8000/v1) and --api-model NAME")
-        self.api_base = api_base.rstrip("/")
+        self.api_base, self._basic = split_userinfo(api_base.rstrip("/"))
         self.api_model = api_model
         self.api_key_env = api_key_env
         self.timeout = timeout
@@ -60,19 +66,31 @@ class OpenAIAnswerer(Answerer):
                       frames_seen=req.timestamps[:len(sizes)], frame_sizes=sizes, generated_tokens=ntok)
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        import urllib.error
-        import urllib.request
-
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        elif self._basic:
+            headers["Authorization"] = "Basic " + base64.b64encode(self._basic.encode()).decode("ascii")
+        secrets = [s for s in (key, self._basic, self._basic.partition(":")[2] if self._basic else None) if s]
+        try:
+            return self._send(path, payload, headers)
+        except ModelError as e:
+            raise ModelError(redact(e.message, secrets)) from None
+
+    def _send(self, path: str, payload: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         url = self.api_base + path
         request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
+        opener = urllib.request.build_opener(_NoRedirect())
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+            with opener.open(request, timeout=self.timeout) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as e:
+            if 300 <= e.code < 400:
+                where = e.headers.get("Location", "?") if e.headers else "?"
+                raise ModelError(f"{url}: HTTP {e.code}: the server redirects to {where}; redirects are not "
+                                 "followed (credentials stay with --api-base): give the final address as "
+                                 "--api-base") from None
             detail = e.read().decode("utf-8", "replace").strip()
             try:
                 err = json.loads(detail).get("error", detail)
@@ -87,6 +105,38 @@ class OpenAIAnswerer(Answerer):
             raise ModelError(f"{url}: no reply within {self.timeout:.0f} s") from e
         except ValueError as e:
             raise ModelError(f"{url}: the reply is not JSON ({e})") from e
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects come back as the HTTPError they are, never followed with our headers."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+        return None
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """(the URL without ``user:password@``, "user:password" or None)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), f"{unquote(user)}:{unquote(password)}"
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with each secret (as given, URL-quoted and base64-encoded as Basic auth carries it)
+    replaced by ``***``; longest first."""
+    from urllib.parse import quote
+
+    forms = set()
+    for s in secrets:
+        forms |= {s, quote(s, safe=""), quote(s), base64.b64encode(s.encode()).decode("ascii")}
+    for form in sorted((f for f in forms if len(f) >= 3), key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def _completion_text(reply: dict[str, Any]) -> tuple[str, int]:
