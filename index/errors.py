@@ -98,7 +98,7 @@ def storage_error(e: BaseException, path: str | Path | None, *, busy_timeout_s: 
         if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in low or "not a database" in low:
             return DatabaseCorrupt(path, f"the database is damaged ({text})", ADVICE_CORRUPT)
         if code in (SQLITE_BUSY, SQLITE_LOCKED) or "locked" in low or "busy" in low:
-            return DatabaseLocked(path, f"still locked by another process after {busy_timeout_s:.0f} s ({text})",
+            return DatabaseLocked(path, f"still locked by another process after {busy_timeout_s:.0f} s of waiting ({text})",
                                   "run the command again when the other `vqa` has finished")
         if code == SQLITE_CANTOPEN or "unable to open" in low:
             return DatabaseUnavailable(path, f"cannot be opened ({text})",

@@ -40,6 +40,7 @@ __all__ = ["BUSY_TIMEOUT_S", "Store", "StoreError", "VideoGone", "canonical", "f
 # Claims held by threads of this process: (database, video id) -> thread ident.
 _THREAD_CLAIMS: dict[tuple[str, str], int] = {}
 _THREAD_CLAIMS_LOCK = threading.Lock()
+WRITE_WAIT_FACTOR = 5  # a writer waits this many busy timeouts for the write lock before giving up
 RUN_TABLES = ("scenes", "frames", "captions", "texts", "text_vectors")  # stage rows, keyed by run_key
 
 
@@ -125,7 +126,7 @@ class Store(StageRows):
             with self._transaction() as db:
                 yield db
         except sqlite3.Error as e:
-            mapped = storage_error(e, self.path, busy_timeout_s=BUSY_TIMEOUT_S)
+            mapped = storage_error(e, self.path, busy_timeout_s=BUSY_TIMEOUT_S * WRITE_WAIT_FACTOR)
             if mapped is None:
                 raise
             raise mapped from e
@@ -141,7 +142,7 @@ class Store(StageRows):
                 with self.db.atomic():
                     yield self.db
                 return
-            deadline = time.monotonic() + BUSY_TIMEOUT_S * 5
+            deadline = time.monotonic() + BUSY_TIMEOUT_S * WRITE_WAIT_FACTOR
             while True:
                 try:
                     conn.execute("BEGIN IMMEDIATE")

@@ -28,7 +28,7 @@ def index_many(indexer: Indexer, paths: list[str], *, jobs: int = 1) -> Iterator
         if cancel.is_set():  # queued before the interrupt: do not start it
             return IndexResult(path=path, status="failed", error="interrupted")
         if not hasattr(local, "indexer"):
-            store = Store(indexer.store.path)
+            store = Store(indexer.store.path, readonly=indexer.store.readonly)
             with lock:
                 stores.append(store)
             local.indexer = Indexer(store, indexer.models, indexer.opts, progress=None, cancel=cancel)

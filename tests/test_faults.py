@@ -383,3 +383,55 @@ def test_wildcards_are_not_ids_and_an_ambiguous_prefix_lists_its_videos(cli, ind
                         "/elsewhere/twin.mp4", "give more characters")
         assert line.startswith("error: ")
     assert dump(indexed) == before
+
+
+# -- locked beyond the timeout, a read-only mount, and VQA_DEBUG ------------------------------------------
+def test_locked_beyond_the_timeout_is_one_line(cli, indexed, media, monkeypatch):
+    import index.store
+
+    monkeypatch.setattr(index.store, "BUSY_TIMEOUT_S", 0.2)  # instead of a minute
+    before = dump(indexed)
+    holder = sqlite3.connect(indexed)
+    holder.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+    try:
+        assert cli("ls", db_path=indexed).exit_code == 0  # readers are not blocked (WAL)
+        one_line(cli("rm", str(media["a"]), db_path=indexed), 1, f"error: {indexed}: still locked by another "
+                 "process", "run the command again when the other `vqa` has finished")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert dump(indexed) == before
+
+
+def test_read_only_mount(indexed, media, tmp_path):
+    """A real read-only bind mount, where the system allows one (a private mount namespace)."""
+    folder = indexed.parent
+    script = (f"mount --bind -o ro {folder} {folder} && mount -o remount,bind,ro {folder} && "
+              'exec "$@"')
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *vqa_cmd(*args, "--db", str(indexed))],
+                              env=vqa_env(tmp_path / "home"), capture_output=True, text=True, timeout=120)
+
+    if shutil.which("unshare") is None or "mount" in run("ls").stderr:
+        pytest.skip("no private read-only mount here (unshare -m needs CAP_SYS_ADMIN)")
+    before = dump(indexed)
+    res = run("scenes", str(media["a"]), "--json")
+    assert res.returncode == 0 and len(json.loads(res.stdout)["scenes"]) == 2, res.stderr
+    res = run("rm", str(media["a"]))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: {indexed}: is open read-only (the file, its folder or its "
+                                               "mount is not writable): make them writable, or use --db elsewhere"]
+    assert dump(indexed) == before
+
+
+def test_vqa_debug_shows_the_traceback_before_the_line(cli, indexed, monkeypatch):
+    raw = bytearray(indexed.read_bytes())
+    raw[:16] = b"not a database!!"
+    indexed.write_bytes(bytes(raw))
+    quiet = cli("ls", db_path=indexed)
+    monkeypatch.setenv("VQA_DEBUG", "1")
+    loud = cli("ls", db_path=indexed)
+    assert loud.exit_code == quiet.exit_code == 1
+    assert "Traceback" in loud.stderr and "DatabaseCorrupt" in loud.stderr
+    assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
