@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -42,7 +43,7 @@ def _server_params(tmp_path: Path):
     from mcp.client.stdio import StdioServerParameters
 
     env = {k: os.environ[k] for k in ("VQA_HOME", "VQA_MODELS", "HF_HUB_OFFLINE", "OMP_NUM_THREADS",
-                                      "TOKENIZERS_PARALLELISM") if k in os.environ}
+                                      "TOKENIZERS_PARALLELISM", "PYTHONPATH") if k in os.environ}
     vqa = Path(sys.executable).with_name("vqa")
     # the tiny profile has no speech model; the transcript comes from the .srt beside the video (the
     # named whisper model is never loaded when a sidecar is there)
@@ -109,8 +110,6 @@ def test_mcp_session_over_stdio(tmp_path, harbour):
                     head = json.loads(got.content[0].text)["frames"]
                     images = [c for c in got.content if c.type == "image"]
                     assert len(images) == 2 and [f["t"] for f in head] == [1.0, 4.5]
-                    import base64
-
                     for c, f in zip(images, head):
                         im = Image.open(io.BytesIO(base64.b64decode(c.data)))
                         im.load()
@@ -119,12 +118,15 @@ def test_mcp_session_over_stdio(tmp_path, harbour):
                         assert im.convert("L").getextrema()[1] > 40  # a real picture, not a black frame
                     over = await s.call_tool("frames", {"video": str(harbour), "times": [60.0]})
                     assert over.is_error and "outside the video" in over.content[0].text
+                    many = await s.call_tool("frames", {"video": str(harbour), "times": [1.0] * 20})
+                    assert many.is_error and many.content[0].text.startswith("invalid arguments: times: ")
+                    assert "\n" not in many.content[0].text and "at most 16" in many.content[0].text
 
                     first = await s.call_tool("ask", {"video": str(harbour), "question": "When does the ferry leave?"})
                     ans = _data(first)
                     for key in ("answer", "keyframes", "scenes", "context", "settings", "timings", "trace"):
                         assert key in ans
-                    assert len(ans["keyframes"]) == 8 and ans["answer"]["text"].strip()
+                    assert 1 <= len(ans["keyframes"]) <= 8 and ans["answer"]["text"].strip()
                     assert any("ferry" in c["text"] for c in ans["context"])
                     loads = first.meta["vqa/loads"]
                     assert any(k.startswith("answerer:") for k in loads) and any(k.startswith("clip:") for k in loads)
@@ -140,8 +142,21 @@ def test_mcp_session_over_stdio(tmp_path, harbour):
 
                     second = await s.call_tool("ask", {"video": str(harbour), "question": "What colour is the lighthouse?",
                                                        "options": ["red", "green"], "frames": 4})
-                    assert len(_data(second)["keyframes"]) == 4
+                    assert 1 <= len(_data(second)["keyframes"]) <= 4
                     assert second.meta["vqa/loads"] == loads  # warm: nothing loaded again
+                    out = tmp_path / "reports" / "ferry.html"
+                    rep = await s.call_tool("report", {"video": str(harbour), "question": "When does the ferry leave?",
+                                                       "output": str(out)})
+                    assert not rep.is_error, rep.content[0].text
+                    written = json.loads(rep.content[0].text)
+                    assert written["report"] == str(out) and out.stat().st_size == written["bytes"]
+                    assert out.with_suffix(".png").is_file() and 'class="keyframe"' in out.read_text()
+                    plot = [c for c in rep.content if c.type == "image"]
+                    assert len(plot) == 1 and plot[0].mime_type == "image/png"
+                    assert Image.open(io.BytesIO(base64.b64decode(plot[0].data))).size == \
+                        Image.open(out.with_suffix(".png")).size
+                    assert rep.meta["vqa/loads"] == loads
+
                     info = _data(await s.call_tool("server_info", {}))
                     assert info["profile"] == "tiny" and info["loads"] == loads
                     assert {"clip", "answerer"} <= set(info["loaded"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ask_cmd, eval_cmd, index_cmd, info_cmd, mcp_cmd
+from . import ask_cmd, eval_cmd, index_cmd, info_cmd, mcp_cmd, report_cmd
 
 app = typer.Typer(
     name="vqa",
@@ -21,6 +21,7 @@ info_cmd.register(app)
 ask_cmd.register(app)
 eval_cmd.register(app)
 mcp_cmd.register(app)
+report_cmd.register(app)
 
 
 GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default is (700, 10, 10)

@@ -99,6 +99,8 @@ def ask(
                                                                       "one question per line.")] = None,
     batch: Annotated[Path | None, typer.Option("--batch", help="JSON Lines of {id, video, question, options}.")] = None,
     save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Write the keyframes here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report of this answer "
+                                                                "(its plot beside it as .png).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = defaults.MAX_NEW_TOKENS,
     no_text: Annotated[bool, typer.Option("--no-text", help="Ignore speech and on-screen text.")] = False,
     decompose: Annotated[str, typer.Option(help="How the question is split into what must be seen: rules, "
@@ -127,6 +129,9 @@ def ask(
         answerer = "openai"
     if batch is None and (video is None or (question is None and questions is None)):
         err("error: give VIDEO and QUESTION, or VIDEO --questions FILE, or --batch FILE")
+        raise typer.Exit(2)
+    if report is not None and (batch is not None or questions is not None):
+        err("error: --report takes one question (not --questions or --batch)")
         raise typer.Exit(2)
     if decompose not in ("rules", "llm"):
         err("error: --decompose must be 'rules' or 'llm'")
@@ -161,7 +166,13 @@ def ask(
                               "error": str(e)})
                     failed += 1
         else:
-            res = asker.ask(video, question, option or [], save_frames=str(save_frames) if save_frames else None)
+            if report is not None:
+                from .report_cmd import ask_with_report
+
+                res = ask_with_report(asker, video, question, option or [], report,
+                                      save_frames=str(save_frames) if save_frames else None)
+            else:
+                res = asker.ask(video, question, option or [], save_frames=str(save_frames) if save_frames else None)
             bar.close()
             if json_out:
                 out_json(res)

@@ -2,7 +2,8 @@
 
 One process, one store, one ``Models``: the first call that needs a model loads it and every later call
 reuses it. A tool that cannot serve its input answers a tool error of one line (``file: problem``) and
-the server goes on serving. Every result carries the process's model-load counts in its ``_meta``
+the server goes on serving (the SDK's own errors, such as arguments that fail the schema, are folded
+into one line too). Every result carries the process's model-load counts in its ``_meta``
 (``vqa/loads``), so a client can see that nothing was loaded twice.
 """
 
@@ -12,11 +13,11 @@ import base64
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
@@ -42,6 +43,34 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, VqaError) else f"internal error: {type(e).__name__}: {text}"
 
 
+def one_line_error(text: str) -> str:
+    """The SDK's own tool errors (arguments that fail the schema, an unknown tool) in one line:
+    ``Error executing tool frames: 1 validation error for …\ntimes\n  List should have at most 16 items …
+    [type=…]\n    For further information visit …`` -> ``invalid arguments: times: List should have …``."""
+    text = re.sub(r"^Error executing tool \w+: ", "", text)
+    lines = text.splitlines()
+    if lines and re.match(r"\d+ validation errors? for ", lines[0]):
+        problems, field = [], None
+        for line in lines[1:]:
+            if not line.startswith(" "):
+                field = line.strip()
+            elif not line.startswith("    "):
+                msg = re.sub(r"\s*\[type=.*$", "", line.strip())
+                problems.append(f"{field}: {msg}" if field else msg)
+        text = "invalid arguments: " + "; ".join(problems)
+    return " ".join(text.split())
+
+
+async def _one_line_errors(ctx: Any, call_next: Any) -> Any:
+    """Middleware: every failed tool call answers one line, whoever wrote the error."""
+    res = await call_next(ctx)
+    if ctx.method == "tools/call" and isinstance(res, dict) and res.get("isError"):
+        for block in res.get("content") or []:
+            if block.get("type") == "text":
+                block["text"] = one_line_error(block["text"])
+    return res
+
+
 def _meta() -> dict[str, Any]:
     return {"vqa/loads": dict(LOADS)}
 
@@ -51,11 +80,10 @@ def _result(fn: Callable[[], Any], extra: Callable[[Any], list[ContentBlock]] | 
     one-line tool error (the server keeps serving)."""
     try:
         value = fn()
-    except (VqaError, OSError, ValueError, RuntimeError) as e:
-        raise ToolError(_one_line(e)) from e
-    except Exception as e:  # noqa: BLE001 - a bug in one call must not end the session: say it in one line
-        logging.getLogger("vqa.mcp").exception("tool failed")
-        raise ToolError(_one_line(e)) from e
+    except Exception as e:  # noqa: BLE001 - a failed call must not end the session: say it in one line
+        if not isinstance(e, (VqaError, OSError, ValueError)):
+            logging.getLogger("vqa.mcp").exception("tool failed")
+        return CallToolResult(content=[TextContent(type="text", text=_one_line(e))], is_error=True, meta=_meta())
     if extra is not None:
         return CallToolResult(content=extra(value), meta=_meta())
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(value, ensure_ascii=False))],
@@ -63,7 +91,7 @@ def _result(fn: Callable[[], Any], extra: Callable[[Any], list[ContentBlock]] | 
 
 
 def build_server(tools: VideoTools) -> MCPServer:
-    server = MCPServer("vqa", instructions=INSTRUCTIONS, version=_version(),
+    server = MCPServer("vqa", instructions=INSTRUCTIONS, version=_version(), middleware=[_one_line_errors],
                        log_level="DEBUG" if os.environ.get("VQA_DEBUG") else "WARNING")
 
     @server.tool(annotations=READ_ONLY)
