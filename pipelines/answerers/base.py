@@ -36,6 +36,7 @@ class AnswerRequest:
     pixel_budgets: list[int] | None = None
     seed: int = 0
     max_new_tokens: int = 64
+    relevance: list[float] | None = None  # per context line: sentence-embedding similarity to the question
 
     def __post_init__(self):
         # Frames may be left out (text-only answerers), but what is given must line up with the timestamps.
@@ -57,6 +58,12 @@ class Answer:
     frames_seen: list[float] = field(default_factory=list)  # timestamps of the frames the model looked at
     frame_sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) each frame was sent at
     generated_tokens: int = 0
+    # how well what the answerer was given supports the answer (pipelines/answerers/support.py)
+    abstained: bool = False
+    reason: str = ""
+    confidence: float | None = None
+    signals: dict[str, Any] = field(default_factory=dict)
+    model_text: str = ""  # the model's own reply, when ``text`` is the span it was copied to
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +132,10 @@ def _auto(target: str, **opts: Any) -> Answerer:
         return registry.load("answerer", f"{_MODEL_TYPES[mtype]}:{target}", **opts)
     if any(a.endswith("ForCausalLM") for a in config.get("architectures") or []):
         return registry.load("answerer", f"textlm:{target}", **opts)
+    from pipelines.answerers.generic import image_text_to_text
+
+    if image_text_to_text(mtype):  # a family vqa has no adapter for, loaded by AutoModelForImageTextToText
+        return registry.load("answerer", f"generic:{target}", **opts)
     kinds = answerer_kinds()
     raise ModelError(f"answerer '{target}': model type '{mtype}' is not a known answerer; use one of "
                      f"{', '.join(k + ':' for k in kinds)} or a model of type "
@@ -180,6 +191,8 @@ def _tiny(builder: str, kind: str) -> Factory:
 
 _FACTORY_OF: dict[str, Factory] = {"qwen2.5-vl": _qwen25vl, "llava-onevision": _llava_onevision, "textlm": _textlm}
 _MODEL_TYPES.update({"qwen2_5_vl": "qwen2.5-vl", "llava_onevision": "llava-onevision"})
+_MODEL_TYPES.update({"qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl", "internvl": "internvl", "gemma3": "gemma3",
+                     "smolvlm": "smolvlm", "qwen2_vl": "generic"})  # answerers/generic.py's families
 
 
 def _backends() -> list:
@@ -212,7 +225,26 @@ def _backends() -> list:
                 description="a tiny LLaVA-OneVision built locally with random weights"),
         Backend("answerer", "tiny-textlm", _tiny("build_tiny_causal_lm", "textlm"), identify=fixed("tiny-textlm"),
                 random_weights=True, description="a tiny causal LM built locally with random weights"),
+        *_generic_backends(fixed),
     ]
+
+
+def _generic_backends(fixed: Callable[[str], Callable[..., str]]) -> list:
+    """generic:, one per family adapter (qwen3-vl:, smolvlm: ...), tiny-<family>, vllm: (answerers/generic.py)."""
+    from pipelines.answerers import generic, vllm_backend
+    from pipelines.backends.registry import Backend
+
+    out = [Backend("answerer", "generic", generic.load_generic,
+                   description="any model AutoModelForImageTextToText loads, through its chat template"),
+           Backend("answerer", "vllm", vllm_backend.load, check=vllm_backend.check, identify=vllm_backend.identify,
+                   description="a video-LLM in-process through vLLM (GPU; pip install 'vqa[vllm]')")]
+    for name in ("qwen3-vl", "internvl", "gemma3", "smolvlm"):
+        out.append(Backend("answerer", name, generic.family_loader(name),
+                           description=generic.FAMILIES[name].description + " (generic backend)"))
+    for name in ("qwen3-vl", "smolvlm", "internvl", "gemma3", "idefics3"):
+        out.append(Backend("answerer", f"tiny-{name}", generic.tiny_loader(name), identify=fixed(f"tiny-{name}"),
+                           random_weights=True, description=f"a tiny {name} built locally with random weights"))
+    return out
 
 
 BACKENDS = _backends()

@@ -108,10 +108,13 @@ class VLMCaptioner(Captioner):
         self.name = name
         self.fingerprint = getattr(self.answerer, "fingerprint", name)
         self.random_weights = bool(getattr(self.answerer, "random_weights", False))
+        self.batch_size = getattr(self.answerer, "caption_batch_size", self.batch_size)
 
     def caption_batch(self, frames: list[np.ndarray]) -> list[str]:
         from PIL import Image
 
+        if hasattr(self.answerer, "caption_frames"):  # generic / vllm answerers: the whole batch in one call
+            return self.answerer.caption_frames([Image.fromarray(f) for f in frames], CAPTION_PROMPT)
         out = []
         for f in frames:
             req = self._request(question=CAPTION_PROMPT, options=[], frames=[Image.fromarray(f)],
@@ -141,6 +144,27 @@ def _load_vlm(target: str, *, device: str | None = None, **_: object) -> Caption
     return VLMCaptioner(lambda: load_answerer(target, device=device), f"vlm:{target}")
 
 
+def _load_generic(target: str, *, device: str | None = None, **_: object) -> Captioner:
+    """``generic:<model>`` (any AutoModelForImageTextToText) or ``generic:<answerer spec>`` (qwen3-vl:..., vllm:...)."""
+    from pipelines.answerers.base import load_answerer
+
+    if not target:
+        raise ModelError("captioner 'generic:' names no model: use generic:<hub id or folder>")
+    spec = target if _answerer_spec(target) else f"generic:{target}"
+    return VLMCaptioner(lambda: load_answerer(spec, device=device), f"generic:{target}")
+
+
+def _answerer_spec(target: str) -> bool:
+    from pipelines.backends import registry
+
+    prefix, sep, _ = target.partition(":")
+    return bool(sep) and prefix in {b.name for b in registry.backends("answerer")}
+
+
+def _identify_generic(target: str, **options: object) -> str:
+    return _identify_vlm(target if _answerer_spec(target) else f"generic:{target}", **options)
+
+
 def _identify_vlm(target: str, **options: object) -> str:
     from pipelines.backends import registry
 
@@ -165,6 +189,8 @@ BACKENDS = [
             description="BLIP or vision-encoder-decoder captioners (hub id or local folder)"),
     Backend("captioner", "vlm", _load_vlm, identify=_identify_vlm, check=_check_vlm,
             description="a video-LLM answerer asked to describe each frame: vlm:ANSWERER-SPEC"),
+    Backend("captioner", "generic", _load_generic, identify=_identify_generic, check=_check_vlm,
+            description="a video-LLM (any AutoModelForImageTextToText, or vllm:) captioning in batches"),
     Backend("captioner", "tiny-blip", _load_tiny, identify=lambda t, **_: "tiny-blip-v1", random_weights=True,
             description="a tiny BLIP built locally with random weights (tests, smoke runs)"),
 ]
