@@ -161,6 +161,13 @@ def test_mcp_session_over_stdio(tmp_path, harbour):
                     assert info["profile"] == "tiny" and info["loads"] == loads
                     assert {"clip", "answerer"} <= set(info["loaded"])
 
+                    harbour.rename(tmp_path / "moved.mp4")  # the file is gone: frames from the index's thumbnails
+                    got = await s.call_tool("frames", {"video": str(harbour), "times": [2.5]})
+                    head = json.loads(got.content[0].text)["frames"]
+                    assert head[0]["source"] == "thumbnail"
+                    im = Image.open(io.BytesIO(base64.b64decode(got.content[1].data)))
+                    assert im.size == (head[0]["width"], head[0]["height"]) and im.width <= 320
+
     anyio.run(session)
     stderr = errlog_path.read_text()
     assert "Traceback" not in stderr, stderr
