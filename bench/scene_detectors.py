@@ -4,7 +4,8 @@ refinement at the source frame rate, on generated videos with known cuts and on 
 Generated (tests/synth.py): hard cuts between distinct sources at times off the 10 fps analysis grid
 (25 and 30 fps sources); cuts between scenes of one pattern in different colours; one continuous shot
 with strong motion, a zooming fractal, the game of life, a flash (three white frames), an occlusion (a
-dark shape sweeping over most of the picture); a 1.5 s cross-fade (no hard cut: one detection inside
+dark shape sweeping over most of the picture); slides (black text on white: a new slide, then one
+line added to it); a 1.5 s cross-fade (no hard cut: one detection inside
 the fade is not counted as false). Real footage (optional: ``--real DIR`` holding Debian's files):
 ``Megamind.avi`` (opencv-doc; hard cuts at 4.129, 6.465, 8.383 s, the first frames of the new shots)
 and ``cockatoo.mp4`` (python3-imageio; one handheld shot, a wing passes over the lens: no cut).
@@ -27,9 +28,11 @@ from _common import OUT
 from pipelines.stages.ffmpeg_bin import ffmpeg_binary
 from pipelines.stages.media import decode, probe
 from pipelines.stages.segment import DETECTORS, SceneParams, SceneSegmenter
-from tests.synth import make_one_shot_video, make_scenes_video
+from tests.synth import make_one_shot_video, make_scenes_video, make_slides_video
 
 HIT = 0.25
+SLIDES = [("Welcome to the course\n- what we will cover", 3.04), ("Second topic\n- one more line\n- and another", 2.52),
+          ("Second topic\n- one more line\n- and another\n- a line appears", 2.2), ("Questions", 3.0)]
 REAL = {"Megamind.avi": [4.129, 6.465, 8.383], "cockatoo.mp4": []}
 
 
@@ -59,6 +62,8 @@ def generated() -> dict[str, tuple[Path, list[float], tuple[float, float] | None
     for event in ("flash", "occlusion"):
         path = OUT / f"cuts_{event}.mp4"
         cases[event] = (make_one_shot_video(path, event), [], None)
+    slides = OUT / "cuts_slides.mp4"
+    cases["slides"] = (slides, make_slides_video(slides, SLIDES), None)
     fade = OUT / "cuts_crossfade.mp4"
     cases["cross-fade"] = (fade, [], fade_video(fade))
     return cases

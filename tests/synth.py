@@ -194,3 +194,27 @@ def make_one_shot_video(path: str | Path, event: str, *, seconds: float = 8.0, s
     _run(cmd + ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast",
                 "-pix_fmt", "yuv420p", str(path)])
     return path
+
+
+def make_slides_video(path: str | Path, slides: list[tuple[str, float]], *, size: str = "640x360",
+                      rate: int = 25) -> list[float]:
+    """Still slides (black text on one white background, ``(text, seconds)`` each) shown one after the
+    other, like a recorded lecture; returns the slide-change times."""
+    cmd = [ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error"]
+    for _, seconds in slides:
+        cmd += ["-f", "lavfi", "-i", f"color=c=white:size={size}:rate={rate}:duration={seconds}"]
+    parts = []
+    for i, (text, _) in enumerate(slides):
+        title, *lines = text.split("\n")
+        chain = f"[{i}:v]drawtext=text='{title}':fontsize=36:fontcolor=black:x=40:y=40"
+        for j, line in enumerate(lines):
+            chain += f",drawtext=text='{line}':fontsize=24:fontcolor=black:x=60:y={130 + 40 * j}"
+        parts.append(chain + f",format=yuv420p[s{i}]")
+    n = len(slides)
+    graph = ";".join(parts) + ";" + "".join(f"[s{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
+    _run(cmd + ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", str(path)])
+    changes, t = [], 0.0
+    for _, seconds in slides[:-1]:
+        t += seconds
+        changes.append(round(t, 6))
+    return changes

@@ -4,10 +4,18 @@ Frames arrive on a constant sampling grid (``fps``), already decoded; each detec
 images about 256 px wide through ``process_frame`` and reports cuts, and ``post_process`` closes the
 last scene. A representative frame per scene (its middle) is kept in bounded memory for captioning.
 
-A cut found between two analysed samples ``a`` and ``b`` is refined at the source's own frame rate when
-the video file is known (``source``): the frames from the one shown at ``a`` to the one shown at ``b``
-are read (random access, a few frames) and the cut is put on the first frame after the largest change
-between consecutive frames, so a scene starts on the first frame of its shot, not on the next sample.
+A cut the detector reports is held for ``hold`` seconds (1 s): if within that time the picture comes
+back to what it was before the cut (closer to it than half the cut's own change), it was a flash, a
+hand or a wing passing the lens, a brief occlusion: no cut (and the change back is no cut either). A
+cutaway shorter than ``hold`` is merged into the shot around it, the price of this rule.
+
+A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
+frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
+read (random access) and the cut is put on the first frame after the largest change between
+consecutive frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next
+sample. A hard cut is one sharp change: when that change is not ``sharpness`` (3) times the median
+change between the frames around it, the picture was moving (a handheld camera, a pan) or fading, and
+the cut is dropped. Gradual transitions (cross-fades) are therefore not scene boundaries.
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ class SceneParams:
     fps: float = 10.0  # analysis rate: cut times are exact to 1/fps
     width: int = 256  # analysis width in pixels
     refine: bool = True  # cut times moved onto the source's first frame of the new shot (needs the file)
+    hold: float = 1.0  # seconds: a change the picture comes back from within this time is not a cut
+    sharpness: float = 3.0  # at the source rate a cut's change is this many times the usual one around it
+    sharp_window: float = 0.3  # seconds either side of a cut read at the source rate to know "usual"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +136,22 @@ class SceneSegmenter:
         self.source = source
         self.windows: list[tuple[float, float]] = []  # per cut: the analysed samples either side
         self._shape: tuple[int, int] | None = None
+        self._hold = max(0, int(round(params.hold * params.fps)))
+        self._recent: dict[int, np.ndarray] = {}  # sample index -> tiny HSV picture, the last few seconds
+        self._pending: list[int] = []  # reported cuts (sample index) waiting for the hold to pass
+        self._returns: list[tuple[int, np.ndarray]] = []  # pictures before changes that came back
+        self._score: dict[int, float] = {}  # sample index -> change from the sample before (tiny HSV)
+        self._still = max(1, int(round(0.5 * params.fps)))
+
+    def _still_cut(self, k: int) -> None:
+        """A clear change between two still pictures is a cut however small it is (a slide change: new
+        text on the same background), which the detectors' thresholds, made for moving footage, miss."""
+        score = self._score.get(k)
+        if score is None or score < 0.2 or k in self._pending:
+            return
+        around = [self._score.get(j, 0.0) for j in range(k - self._still, k + self._still + 1) if j != k]
+        if max(around) <= min(1.0, score / 6):
+            self._pending.append(k)
 
     def _small(self, rgb: np.ndarray, width: int) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -139,11 +166,46 @@ class SceneSegmenter:
             self._scene_start = t
             self._shape = rgb.shape[:2]
         self.times.append(t)
-        bgr = self._cv2.cvtColor(self._small(rgb, self.params.width), self._cv2.COLOR_RGB2BGR)
+        small = self._small(rgb, self.params.width)
+        bgr = self._cv2.cvtColor(small, self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
-        for c in cuts:
-            self._close_at_frame(c.frame_num)
+        if self._hold:
+            tiny = self._cv2.cvtColor(self._small(small, 128), self._cv2.COLOR_RGB2HSV).astype(np.int16)
+            if i - 1 in self._recent:
+                self._score[i] = float(np.abs(tiny - self._recent[i - 1]).mean())
+            self._recent[i] = tiny
+            self._pending += [min(c.frame_num, i) for c in cuts]
+            self._still_cut(i - self._still)
+            self._settle(i, final=False)
+        else:
+            for c in cuts:
+                self._close_at_frame(c.frame_num)
         self._mid.add(t, self._small(rgb, self.keep_width).copy())
+
+    def _settle(self, i: int, final: bool) -> None:
+        """Decide the reported cuts whose hold has passed (all of them when ``final``)."""
+        for k in sorted(self._pending):
+            if not final and i - k < self._hold:
+                continue
+            self._pending.remove(k)
+            before, at = self._recent.get(k - 1), self._recent.get(k)
+            if before is None or at is None:
+                self._close_at_frame(k)
+                continue
+            change = float(np.abs(at - before).mean())
+            refs = [before] + [r for j, r in self._returns if k - j <= 2 * self._hold]
+            after = [self._recent[j] for j in range(k + 1, min(i, k + self._hold) + 1) if j in self._recent]
+            back = min((float(np.abs(a - r).mean()) for r in refs for a in after), default=float("inf"))
+            if back < 0.5 * change:
+                self._returns.append((k, refs[-1] if len(refs) > 1 else before))
+            else:
+                self._close_at_frame(k)
+        keep_from = i - 2 * self._hold - 8
+        for j in [j for j in self._recent if j < keep_from]:
+            del self._recent[j]
+        self._returns = [(j, r) for j, r in self._returns if j >= keep_from]
+        for j in [j for j in self._score if j < keep_from]:
+            del self._score[j]
 
     def _close_at_frame(self, k: int) -> None:
         k = min(k, len(self.times) - 1)
@@ -166,8 +228,14 @@ class SceneSegmenter:
 
     def finish(self, duration: float) -> list[Scene]:
         if self.times:
-            for c in self.detector.post_process(self._tc(len(self.times) - 1, fps=self.params.fps)):
-                self._close_at_frame(c.frame_num)
+            last = len(self.times) - 1
+            for c in self.detector.post_process(self._tc(last, fps=self.params.fps)):
+                if self._hold:
+                    self._pending.append(min(c.frame_num, last))
+                else:
+                    self._close_at_frame(c.frame_num)
+            if self._hold:
+                self._settle(last, final=True)
         end = max(duration, self.times[-1] if self.times else 0.0)
         if end > self._scene_start or not self.scenes:
             rep_t, rep = self._mid.middle(self._scene_start, end)
@@ -177,22 +245,35 @@ class SceneSegmenter:
         return self.scenes
 
     def _refine(self) -> None:
-        """Move each cut onto the first frame of the new shot (see the module's docstring)."""
+        """Check each cut at the source's frame rate and move it onto the first frame of the new shot
+        (see the module's docstring); a change that is not sharp there (camera motion) is no cut."""
         from pipelines.stages.seek import frames_between
 
         h0, w0 = self._shape or (9, 16)
         w = min(self.params.width, w0) // 2 * 2
         h = max(2, int(round(h0 * w / w0 / 2)) * 2)
-        cuts = []
+        margin = self.params.sharp_window
+        cuts: list[float | None] = []
         for (a, b), cut in zip(self.windows, self.cuts):
-            frames = frames_between(self.source, a, b, w=w, h=h) if b > a else []
-            if len(frames) >= 2:
+            frames = frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h) if b > a else []
+            inside = [i for i in range(1, len(frames)) if a < frames[i][0] <= b]
+            if inside:
                 hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV).astype(np.int16) for _, f in frames]
-                change = [float(np.abs(y - x).mean()) for x, y in zip(hsv, hsv[1:])]
-                cut = frames[1 + int(np.argmax(change))][0]
+                change = [0.0] + [float(np.abs(y - x).mean()) for x, y in zip(hsv, hsv[1:])]
+                peak = max(inside, key=lambda i: change[i])
+                rest = [c for i, c in enumerate(change) if i > 0 and i != peak]
+                usual = float(np.median(rest)) if rest else 0.0
+                cut = frames[peak][0] if change[peak] >= self.params.sharpness * max(usual, 0.1) else None
             cuts.append(cut)
-        starts = [self.scenes[0].start, *cuts]
-        ends = [*cuts, self.scenes[-1].end]
-        self.scenes = [Scene(a, b, min(max(s.rep_t, a), b), s.rep_jpeg)
-                       for s, a, b in zip(self.scenes, starts, ends)]
-        self.cuts = cuts
+        scenes = [self.scenes[0]]
+        for s, cut in zip(self.scenes[1:], cuts):
+            prev = scenes[-1]
+            if cut is None:  # merged: the representative frame nearer the merged scene's middle stays
+                mid = (prev.start + s.end) / 2
+                keep = min((prev, s), key=lambda x: abs(x.rep_t - mid))
+                scenes[-1] = Scene(prev.start, s.end, keep.rep_t, keep.rep_jpeg)
+            else:
+                scenes[-1] = Scene(prev.start, cut, min(max(prev.rep_t, prev.start), cut), prev.rep_jpeg)
+                scenes.append(Scene(cut, s.end, min(max(s.rep_t, cut), s.end), s.rep_jpeg))
+        self.scenes = scenes
+        self.cuts = [c for c in cuts if c is not None]
