@@ -26,7 +26,7 @@ from index.store import Store, fingerprint_file, pid_alive, run_key, to_blob
 from pipelines import defaults
 from pipelines.backends.profiles import Models, Profile
 from pipelines.backends.util import files_fingerprint
-from pipelines.errors import MediaError, VqaError
+from pipelines.errors import MediaError, ModelError, VqaError
 from pipelines.inputs import check_input
 from pipelines.stages.media import VideoInfo, check_file, decode, probe
 from pipelines.stages.segment import SceneParams, SceneSegmenter, to_jpeg
@@ -188,6 +188,8 @@ class Indexer:
         try:
             self._index(path, result)
             self.store.clear_errors(path)
+        except ModelError as e:  # say which profile's model it was, and what the video is indexed with
+            self._fail(path, result, self._model_message(e.message, result.video_id))
         except VqaError as e:
             self._fail(path, result, e.message)
         except VideoGone as e:  # `vqa rm` meanwhile: nothing of it was kept, and nothing to record
@@ -203,6 +205,17 @@ class Indexer:
             self._fail(path, result, f"internal error: {type(e).__name__}: {e}")
         result.seconds = time.monotonic() - t0
         return result
+
+    def _model_message(self, message: str, video_id: str | None) -> str:
+        from pipelines.backends.index_models import done_frames_runs, recorded_profile
+
+        name = self.models.profile.name
+        message = f"{message} [profile {name}]"
+        runs = done_frames_runs(self.store, video_id) if video_id else []
+        others = sorted({p for p in (recorded_profile(r) for r in runs) if p and p != name})
+        if others:
+            message += f"; it is already indexed with profile {others[0]} (pass --profile {others[0]})"
+        return message
 
     def _fail(self, path: str, result: IndexResult, message: str) -> None:
         result.status, result.error = "failed", message
@@ -426,11 +439,13 @@ def stage_status(store: Store, video_id: str, profile: Profile, opts: IndexOptio
 
 
 def latest_stage_status(store: Store, video_id: str) -> dict[str, str]:
-    """For `vqa ls`: each stage the video has been through, with any model -> the state of its latest run."""
+    """For `vqa ls`: each stage the video has been through, with any model -> done when some model's run of it
+    is done (a later attempt that failed does not undo it: `vqa ls --failed` lists that), else the state of
+    its latest run."""
     out = {}
     for stage in STAGES:
         rows = list(store.db.query("select * from runs where video_id = ? and stage = ? "
-                                   "order by started_at desc limit 1", [video_id, stage]))
+                                   "order by status = 'done' desc, started_at desc limit 1", [video_id, stage]))
         if rows:
             out[stage] = _run_status(store, rows[0])
     return out

@@ -265,3 +265,17 @@ def test_ask_without_profile_uses_the_profile_that_indexed_the_video(cli, scenes
     res = cli("search", str(path), "red", "--profile", "offline", "--clip", "ViT-B-32@laion2b_s34b_b79k")
     assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "tiny-clip" in res.stderr and "ViT-B-32" in res.stderr and "--profile tiny" in res.stderr
+
+
+def test_a_failed_attempt_with_missing_models_is_told_and_undoes_nothing(cli, scenes_video):
+    path, _ = scenes_video
+    assert cli("index", str(path), "--profile", "tiny").exit_code == 0
+    res = cli("index", str(path), "--profile", "cpu")  # its hub models are not here (HF_HUB_OFFLINE)
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    line = res.stderr.strip().splitlines()[0]
+    assert "[profile cpu]" in line and "pass --profile tiny" in line
+    res = cli("ls")
+    assert "frames:ok" in res.stdout and "frames:failed" not in res.stdout  # the true state
+    res = cli("ls", "--failed")
+    assert path.name in res.stdout  # the failed attempt is listed with its cause
+    assert cli("ask", str(path), "what is shown?", "--frames", "2").exit_code == 0
