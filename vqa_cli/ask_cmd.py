@@ -116,6 +116,12 @@ def ask(
     answerer: AnswererOpt = None,
     json_out: JsonOpt = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="With --batch/--questions: local (this process) or ray "
+                                                         "(a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster (auto, HOST:PORT, "
+                                                                  "ray://HOST:10001); default: a local one.")] = None,
+    worker_gpus: Annotated[float | None, typer.Option("--worker-gpus", min=0, help="--engine ray: GPUs per "
+                                                      "worker (default: 1 if the cluster has GPUs).")] = None,
 ) -> None:
     """Answer a question about a video, with the keyframes and timed text it rests on.
 
@@ -133,6 +139,14 @@ def ask(
     if report is not None and (batch is not None or questions is not None):
         err("error: --report takes one question (not --questions or --batch)")
         raise typer.Exit(2)
+    from pipelines.engines import check_engine, progress_line, ray_module
+
+    with errors_to_exit():
+        if check_engine(engine) == "ray":
+            if batch is None and questions is None:
+                err("error: --engine ray answers --batch FILE or --questions FILE")
+                raise typer.Exit(2)
+            ray_module()
     if decompose not in ("rules", "llm"):
         err("error: --decompose must be 'rules' or 'llm'")
         raise typer.Exit(2)
@@ -146,6 +160,15 @@ def ask(
         asker = Asker(store, models, opts, indexer=Indexer(store, models, IndexOptions(), progress=bar))
         if batch is not None or questions is not None:
             items = _read_questions(batch or questions)
+            if engine == "ray":
+                from pipelines.engines.ray_ask import ask_on_ray
+
+                for line, bad in ask_on_ray(store, models, opts, items, batch=batch is not None, video=video,
+                                            address=address, worker_gpus=worker_gpus,
+                                            progress=(lambda *a: err(progress_line(*a))) if bar.enabled else None):
+                    out_json(line)
+                    failed += bad
+                items = []
             for item in items:
                 rid = item.get("id", item["line"])
                 if "error" in item:

@@ -25,13 +25,15 @@ def ray_module():
     return ray
 
 
-def progress_line(done: int, total: int, video_seconds: float, elapsed: float, failed: int = 0) -> str:
+def progress_line(done: int, total: int, video_seconds: float | None, elapsed: float, failed: int = 0) -> str:
     """One progress line for work spread over a cluster: videos (or items) done of all, the video time
-    they held, the rate, and the time left at that rate."""
-    rate = video_seconds / elapsed if elapsed > 0 else 0.0
+    they held and its rate (when given), and the time left at the rate so far."""
     left = (total - done) * elapsed / done if done else None
     eta = "?" if left is None else _clock(left)
     fails = f", {failed} failed" if failed else ""
+    if video_seconds is None:
+        return f"[{done}/{total}{fails}] in {_clock(elapsed)}, ETA {eta}"
+    rate = video_seconds / elapsed if elapsed > 0 else 0.0
     return (f"[{done}/{total}{fails}] {video_seconds:.0f} s of video in {_clock(elapsed)} "
             f"({rate:.1f} video-s/s), ETA {eta}")
 

@@ -64,11 +64,31 @@ class RayCluster:
                 where = f"at {self.address}" if self.address else "(local)"
                 raise VqaError(f"cannot reach the Ray cluster {where}: {str(e).splitlines()[0]}") from None
             self.owned = True
+        self._quiet_stdout(True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._quiet_stdout(False)
         if self.owned:
             self.ray.shutdown()
+
+    def _quiet_stdout(self, on: bool) -> None:
+        """Ray's driver prints the cluster's messages ("A worker died …") on stdout, where they would land
+        in the middle of `--jsonl` output: while we run they go to stderr, with our progress."""
+        try:
+            from ray._private import worker as ray_worker
+        except ImportError:  # pragma: no cover - another layout: nothing to redirect
+            return
+        if on and not hasattr(self, "_print"):
+            self._print = original = ray_worker.print_to_stdstream
+
+            def to_stderr(data: dict, *args: Any, **kwargs: Any) -> None:
+                original({**data, "is_err": True}, *args, **kwargs)
+
+            ray_worker.print_to_stdstream = to_stderr
+        elif not on and hasattr(self, "_print"):
+            ray_worker.print_to_stdstream = self._print
+            del self._print
 
     def resources(self) -> dict[str, float]:
         return dict(self.ray.cluster_resources())
@@ -167,6 +187,13 @@ def pool_size(cluster: RayCluster, models: Models, jobs: int | None, worker_gpus
     return max(1, int(res.get("CPU", 1.0) // WORKER_CPUS)), worker_gpus
 
 
+def make_pool(cluster: RayCluster, spec: WorkerSpec, models: Models, jobs: int | None, worker_gpus: float | None,
+              work: int, *, extra_env: Iterable[str] = ()) -> ActorPool:
+    """The actors for ``work`` pieces of work (never more actors than pieces)."""
+    n, gpus = pool_size(cluster, models, jobs, worker_gpus)
+    return ActorPool(cluster, spec, min(n, max(1, work)), gpus=gpus, env=worker_env(extra_env))
+
+
 # -- the driver's side of `vqa index --engine ray` --------------------------------------------------------
 @dataclass
 class _Job:
@@ -174,6 +201,7 @@ class _Job:
     path: str
     video_id: str
     seed: dict = field(default_factory=dict)
+    plans: dict[str, Any] = field(default_factory=dict)  # stage -> StagePlan, as the driver keys them
 
 
 def plan_one(store: Store, models: Models, opts: IndexOptions, i: int, path: str) -> IndexResult | _Job:
@@ -198,7 +226,7 @@ def plan_one(store: Store, models: Models, opts: IndexOptions, i: int, path: str
             store.clear_errors(path)
             result.status, result.video_id, result.duration = "unchanged", video_id, video["duration"]
             return result
-        return _Job(i, path, video_id, seed_rows(store, video_id, done) if video is not None else {})
+        return _Job(i, path, video_id, seed_rows(store, video_id, done) if video is not None else {}, plans)
     except VqaError as e:
         result.error = e.message
     except OSError as e:
@@ -209,9 +237,10 @@ def plan_one(store: Store, models: Models, opts: IndexOptions, i: int, path: str
 
 def index_on_ray(store: Store, models: Models, opts: IndexOptions, paths: list[str], *, address: str | None = None,
                  jobs: int | None = None, worker_gpus: float | None = None,
-                 progress: ProgressFn | None = None) -> Iterator[IndexResult]:
+                 progress: ProgressFn | None = None, pool: ActorPool | None = None) -> Iterator[IndexResult]:
     """Index ``paths`` on the cluster at ``address`` (see :class:`RayCluster`); one result per path, in input
-    order (failures are results too). The cluster is reached only when something is left to index."""
+    order (failures are results too). The cluster is reached only when something is left to index; a
+    ``pool`` given (`vqa ask --batch` indexes first, then answers with the same actors) is used, not closed."""
     t0 = time.monotonic()
     results: dict[int, IndexResult] = {}
     queue: list[_Job] = []
@@ -222,15 +251,15 @@ def index_on_ray(store: Store, models: Models, opts: IndexOptions, paths: list[s
         else:
             results[i] = r
     total, done, failed, seconds = len(queue), 0, 0, 0.0
-    pool = cluster = None
+    cluster = None
+    own_pool = pool is None
     claimed: set[str] = set()
     waiting: list[_Job] = []  # another process, or an earlier input of this run, is indexing its content
     next_out = 0
     try:
-        if queue:
+        if queue and pool is None:
             cluster = RayCluster(address).__enter__()
-            n, gpus = pool_size(cluster, models, jobs, worker_gpus)
-            pool = ActorPool(cluster, WorkerSpec.of(models, opts), min(n, len(queue)), gpus=gpus, env=worker_env())
+            pool = make_pool(cluster, WorkerSpec.of(models, opts), models, jobs, worker_gpus, len(queue))
         while queue or waiting or (pool and pool.pending):
             for job in list(waiting):  # its content's other indexer finished: plan it again
                 if job.video_id not in claimed and store.try_claim(job.video_id):
@@ -270,7 +299,7 @@ def index_on_ray(store: Store, models: Models, opts: IndexOptions, paths: list[s
             yield results.pop(next_out)
             next_out += 1
     finally:
-        if pool is not None:
+        if pool is not None and own_pool:
             pool.close()
         for vid in claimed:
             store.release_claim(vid)
@@ -285,10 +314,27 @@ def _finish(store: Store, job: _Job, value: Any) -> IndexResult:
                           error=value.message("indexing it"))
     else:
         res = IndexResult(**value["result"])
-        if value["rows"]:
+        other = _foreign_runs(job, value["rows"])
+        if other:
+            res.status, res.stages_run = "failed", []
+            res.error = (f"worker {value['host']} keyed its {other} differently from this driver (its models or "
+                         "options differ: install the same models on every node); nothing of it was written")
+        elif value["rows"]:
             import_video(store, value["rows"])
     if res.status == "failed":
         store.record_error(job.path, res.error or "failed", video_id=res.video_id)
     else:
         store.clear_errors(job.path)
     return res
+
+
+def _foreign_runs(job: _Job, rows: dict) -> str | None:
+    """The stages a worker ran under keys this driver would not look up (another checkpoint at the same
+    path on that node, another version of a package): imported, they would be redone by every run."""
+    cols, runs = rows.get("runs", ([], [])) if rows else ([], [])
+    if not runs:
+        return None
+    mine = {p.key for p in job.plans.values()}
+    k, st = cols.index("key"), cols.index("stage")
+    other = sorted({r[st] for r in runs if r[k] not in mine})
+    return ", ".join(other) or None

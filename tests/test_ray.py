@@ -1,0 +1,151 @@
+"""`--engine ray` on a local Ray cluster started here (2 CPUs, no dashboard, no network): the same database
+row for row as a local run, nothing sent twice, failures one line each, a worker that dies retried, and
+`ask --batch` answered as locally, in order. One cluster for the module; a few short generated videos."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from index.store import Store
+from tests.conftest import jsonl
+from tests.test_concurrency import _assert_same_content, _content
+from tests.test_robustness import build_tiny_models, small_video
+
+VIDEOS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(models_home):
+    ray = pytest.importorskip("ray")
+    from pipelines.backends.tiny_vlm import build_tiny_qwen2_5_vl
+
+    build_tiny_models()  # built once, before the workers look for them (they share VQA_MODELS)
+    build_tiny_qwen2_5_vl()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ray-videos")
+    for i in range(VIDEOS):
+        small_video(d / f"v{i}.mp4", 40 + i, durations=(1.0, 1.2))
+    (d / "notes.mp4").write_text("a text file with a video's name\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def local_db(folder, tmp_path_factory, models_home) -> tuple[Path, list[dict], str]:
+    """The folder indexed by the local engine: the reference (database, result lines, stderr)."""
+    from typer.testing import CliRunner
+
+    from vqa_cli.app import app
+
+    db = tmp_path_factory.mktemp("ray-local") / "local.db"
+    res = CliRunner().invoke(app, ["index", str(folder), "--profile", "tiny", "--jsonl", "--db", str(db)])
+    assert res.exit_code == 1, res.stderr  # notes.mp4 fails; the videos are indexed
+    return db, jsonl(res.stdout), res.stderr
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    store = Store(db)
+    try:
+        return [tuple(r.values()) for r in store.db.query(sql)]
+    finally:
+        store.close()
+
+
+def _same_library(got: Path, want: Path) -> None:
+    """Equal row for row: stage rows (embeddings within float tolerance), runs, videos and their paths."""
+    _assert_same_content(_content(got), _content(want))
+    q = ("select key, video_id, stage, model, model_fp, params, status, stats from runs order by key",
+         "select id, path, size, duration, fps, width, height, codec, rotation, has_audio from videos order by id",
+         "select path, video_id, size, mtime_ns from video_paths order by path")
+    for sql in q:
+        assert _rows(got, sql) == _rows(want, sql), sql
+
+
+def test_without_ray_one_line_says_how_to_install_it(cli, folder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    res = cli("index", str(folder / "v0.mp4"), "--profile", "tiny", "--engine", "ray")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "error: --engine ray needs Ray, which is not installed: pip install 'vqa[ray]'"
+    res = cli("ask", "--batch", str(folder / "none.jsonl"), "--engine", "ray")
+    assert res.exit_code == 1 and "pip install 'vqa[ray]'" in res.stderr
+    res = cli("index", str(folder / "v0.mp4"), "--engine", "spark")
+    assert res.exit_code == 2 and "unknown --engine 'spark'" in res.stderr
+
+
+def test_index_on_ray_equals_local_and_a_rerun_sends_nothing(cluster, cli, folder, local_db):
+    want_db, want_lines, want_err = local_db
+    res = cli("index", str(folder), "--profile", "tiny", "--jsonl", "--engine", "ray")
+    assert res.exit_code == 1, res.stderr
+    lines = jsonl(res.stdout)
+    assert [(r["path"], r["status"], r["stages_run"], r["video_id"]) for r in lines] == \
+        [(r["path"], r["status"], r["stages_run"], r["video_id"]) for r in want_lines]
+    bad = str(folder / "notes.mp4")
+    assert [r["status"] for r in lines] == ["failed"] + ["indexed"] * VIDEOS  # notes.mp4 sorts first
+    # the bad input fails alone, in the same one line as locally
+    fails = [ln for ln in res.stderr.splitlines() if ln.startswith(bad)]
+    assert fails == [ln for ln in want_err.splitlines() if ln.startswith(bad)] and len(fails) == 1
+    assert "not a video" in fails[0] and "Traceback" not in res.stderr
+    assert res.stderr.splitlines()[-1] == f"{VIDEOS} indexed, 0 unchanged, 1 failed"
+    _same_library(cli.db, want_db)
+    assert _rows(cli.db, "select path, message from errors") == _rows(want_db, "select path, message from errors")
+    assert _rows(cli.db, "select * from claims") == []
+
+    # a second run: every video is settled on the driver (unchanged), nothing is rewritten
+    runs = _rows(cli.db, "select key, finished_at from runs order by key")
+    res = cli("index", *(str(folder / f"v{i}.mp4") for i in range(VIDEOS)), "--profile", "tiny", "--jsonl",
+              "--engine", "ray")
+    assert res.exit_code == 0, res.stderr
+    assert [r["status"] for r in jsonl(res.stdout)] == ["unchanged"] * VIDEOS
+    assert _rows(cli.db, "select key, finished_at from runs order by key") == runs
+
+
+def test_a_worker_that_dies_mid_video_is_restarted_and_the_library_is_complete(cluster, cli, folder, local_db,
+                                                                              tmp_path, monkeypatch):
+    marker = tmp_path / "died"
+    monkeypatch.setenv("VQA_TEST_RAY_EXIT_AT", f"decode:{marker}")  # the first worker half way through dies
+    paths = [str(folder / f"v{i}.mp4") for i in range(VIDEOS)]
+    res = cli("index", *paths, "--profile", "tiny", "--jsonl", "--engine", "ray", "--jobs", "1")
+    assert res.exit_code == 0, res.stderr
+    assert marker.exists()  # a worker process really died (os._exit) with a video half-indexed
+    assert [r["status"] for r in jsonl(res.stdout)] == ["indexed"] * VIDEOS
+    _same_library(cli.db, local_db[0])
+
+
+def test_ask_batch_on_ray_answers_as_locally_in_input_order(cluster, cli, folder, local_db, tmp_path):
+    want_db = local_db[0]
+    batch = tmp_path / "items.jsonl"
+    items = [{"id": f"q{i}", "video": str(folder / f"v{i % VIDEOS}.mp4"), "question": q, **extra}
+             for i, (q, extra) in enumerate([
+                 ("What is shown?", {}), ("Which pattern comes first?", {"options": ["bars", "a fractal"]}),
+                 ("What colour is the screen?", {}), ("Is there any text?", {"options": ["yes", "no"]})])]
+    lines = [json.dumps(it) for it in items]
+    lines.insert(2, json.dumps({"id": "gone", "video": str(tmp_path / "nope.mp4"), "question": "What?"}))
+    lines.insert(3, "{not json")
+    batch.write_text("\n".join(lines) + "\n")
+    local = cli("ask", "--batch", str(batch), "--profile", "tiny", db_path=want_db)
+    # on Ray, against a database where nothing is indexed yet: the driver indexes first, then answers
+    res = cli("ask", "--batch", str(batch), "--profile", "tiny", "--engine", "ray")
+    assert res.exit_code == local.exit_code == 1, res.stderr
+    got, want = jsonl(res.stdout), jsonl(local.stdout)
+    assert [r["id"] for r in got] == [r["id"] for r in want] == ["q0", "q1", "gone", 4, "q2", "q3"]
+    for g, w in zip(got, want):
+        if "error" in w:
+            assert g == w
+            continue
+        assert g["answer"] == w["answer"] and g["video_id"] == w["video_id"]
+        assert [k["t"] for k in g["keyframes"]] == [k["t"] for k in w["keyframes"]]
+        assert g["context"] == w["context"] and g["settings"] == w["settings"]
+        assert list(g) == list(w)  # the same fields, in the same order
+    ids = [r["answer_id"] for r in got if "answer" in r]
+    assert ids == sorted(ids) and len(set(ids)) == len(items)  # logged by the driver, one each
+    logged = _rows(cli.db, "select id, question from answers order by id")
+    assert [q for _, q in logged] == [it["question"] for it in items]
