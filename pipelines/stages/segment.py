@@ -149,7 +149,9 @@ class SceneSegmenter:
         score = self._score.get(k)
         if score is None or score < 0.2 or k in self._pending:
             return
-        around = [self._score.get(j, 0.0) for j in range(k - self._still, k + self._still + 1) if j != k]
+        around = [self._score.get(j) for j in range(k - self._still, k + self._still + 1) if j != k]
+        if None in around:  # still for a while before and after, not the video's first moments
+            return
         if max(around) <= min(1.0, score / 6):
             self._pending.append(k)
 
