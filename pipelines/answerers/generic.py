@@ -144,6 +144,8 @@ class GenericVLM(TransformersVLM):
             self.processor = transformers.AutoProcessor.from_pretrained(where, local_files_only=local)
             self.model = transformers.AutoModelForImageTextToText.from_pretrained(
                 where, dtype=self.dtype, local_files_only=local)
+        except ImportError as e:  # a processor's own requirement (SmolVLM: num2words)
+            raise ModelError(f"cannot load '{target}': {first_line(e)}") from e
         except (OSError, ValueError, KeyError) as e:
             raise ModelError(f"cannot load '{target}' (model type '{mtype}') with AutoModelForImageTextToText: "
                              f"{first_line(e)}") from e

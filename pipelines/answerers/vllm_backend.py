@@ -50,6 +50,7 @@ def flat_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 class VLLMAnswerer(Answerer):
     max_context_lines = 40
+    caption_batch_size = 64  # vLLM schedules them together
 
     def __init__(self, target: str, *, dtype: str | None = None, max_images: int | None = None, **_: Any):
         import os
