@@ -13,6 +13,15 @@ and ``cockatoo.mp4`` (python3-imageio; one handheld shot, a wing passes over the
 A detection within 0.25 s of a true cut is a hit; the offset (found - true) of hits is printed in ms;
 "1f" counts hits within one source frame. Everything goes through the product's decode and segmenter.
 
+Measured (this repo, 2-core CPU shared, bundled ffmpeg 9.0; 22 true cuts, 12 cases): with refinement
+every detector has precision 1.00, recall 1.00, all 22 cuts on the new shot's first frame (offset 0 ms);
+without refinement (the 10 fps analysis grid alone) the same cuts land 17-80 ms late (mean 46 ms; the
+three Megamind cuts +71, +35, +17 ms) and only 10 of 22 within one frame. Before the hold and
+sharpness rules (and the still-picture rule) ``content`` had precision 0.73 / recall 0.84 on these
+cases: cockatoo became 5 scenes, the flash and the occlusion split their shot, the slide changes and
+3 of 5 near-identical colour cuts were missed. Refinement costs one short random-access read per cut.
+Default: ``content`` (all four now score the same here; it is PySceneDetect's default).
+
 Usage: python bench/scene_detectors.py [--real DIR]
 """
 
