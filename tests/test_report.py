@@ -76,6 +76,8 @@ def test_report_with_a_question_is_self_contained(cli, ferry, tmp_path):
 
 
 def test_ask_report_and_overview(cli, ferry, tmp_path):
+    from markupsafe import escape
+
     out = tmp_path / "ask.html"
     res = cli("ask", str(ferry), QUESTION, "--profile", "tiny", "--json", "--report", str(out))
     assert res.exit_code == 0, res.stderr
@@ -86,7 +88,9 @@ def test_ask_report_and_overview(cli, ferry, tmp_path):
     for k in ans["keyframes"]:  # every keyframe's time is on the contact sheet
         m, s = divmod(k["t"], 60)
         assert f"{int(m):02d}:{s:05.2f}" in html
-    assert ans["answer"]["text"].strip() in html
+    assert str(escape(ans["answer"]["text"].strip())) in html  # as the template escapes it
+    # the window that made a keyframe relevant is boxed on its image
+    assert html.count('class="region"') == sum(1 for k in ans["keyframes"] if k.get("region"))
 
     overview = tmp_path / "overview.html"
     res = cli("report", str(ferry), "--profile", "tiny", "-o", str(overview))
@@ -103,6 +107,24 @@ def test_report_bad_inputs_one_line(cli, tmp_path):
     assert not (tmp_path / "r.html").exists()
     res = cli("ask", "--batch", str(tmp_path / "b.jsonl"), "--report", str(tmp_path / "r.html"))
     assert res.exit_code == 2 and "--report" in res.stderr
+
+
+def test_region_box_drawn_over_its_keyframe():
+    """A keyframe whose relevance came from a window of the frame shows that window as a box."""
+    from PIL import Image
+
+    from pipelines.report import ReportData, render_html
+
+    buf = io.BytesIO()
+    Image.new("RGB", (160, 90), (200, 30, 30)).save(buf, format="JPEG")
+    kf = {"t": 2.0, "score": 1.5, "round": 1, "scene": 1, "pixels": 14400, "jpeg": buf.getvalue()}
+    data = ReportData(video={"path": "v.mp4", "id": "abc"}, duration=4.0,
+                      scenes=[{"scene": 1, "start": 0.0, "end": 4.0, "caption": None, "thumb": None}], lines=[],
+                      question="Where is the red square?", keyframes=[{**kf, "region": [0.25, 0.0, 0.75, 1.0]},
+                                                                      {**kf, "t": 3.0}])
+    html = render_html(data, b"\x89PNG")
+    assert html.count('class="region"') == 1
+    assert 'style="left: 25.0%; top: 0.0%; width: 50.0%; height: 100.0%"' in html
 
 
 # -- headless Chromium over the DevTools protocol (on a pipe: no port, no extra package) -----------------

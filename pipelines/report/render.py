@@ -35,13 +35,22 @@ def _pct(t: float, duration: float) -> float:
     return round(100.0 * min(max(t, 0.0), duration) / duration, 3) if duration > 0 else 0.0
 
 
+def _box(region) -> dict | None:
+    """A keyframe's matching window (fractions x0, y0, x1, y1) as CSS percentages over its image."""
+    if not region:
+        return None
+    x0, y0, x1, y1 = (min(max(float(v), 0.0), 1.0) for v in region)
+    return {"left": round(100 * x0, 2), "top": round(100 * y0, 2), "width": round(100 * (x1 - x0), 2),
+            "height": round(100 * (y1 - y0), 2)}
+
+
 def render_html(data: ReportData, plot_png: bytes) -> str:
     import jinja2
 
     d = max(data.duration, 1e-3)
     kfs = [{"n": n, "id": f"kf-{n}", "t": k["t"], "fmt": fmt_t(k["t"]), "score": k["score"], "round": k.get("round"),
             "scene": k.get("scene"), "pixels": k.get("pixels"), "uri": _uri(k["jpeg"], "image/jpeg"),
-            "left": _pct(k["t"], d)} for n, k in enumerate(data.keyframes, 1)]
+            "left": _pct(k["t"], d), "region": _box(k.get("region"))} for n, k in enumerate(data.keyframes, 1)]
     lines = []
     for i, ln in enumerate(data.lines):
         near = any(ln["start"] - NEAR_S <= k["t"] <= ln["end"] + NEAR_S for k in kfs)

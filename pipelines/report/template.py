@@ -28,6 +28,7 @@ a { color: #2b6cb0; } :target { outline: 3px solid #e53e3e; outline-offset: 2px;
 .sheet { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 10px; }
 .card { border: 1px solid #e2e8f0; border-radius: 4px; padding: 4px; background: #fff; }
 .card img { display: block; width: 100%; height: auto; }
+.frame { position: relative; } .region { position: absolute; border: 2px solid #e53e3e; box-shadow: 0 0 0 1px #fff; }
 .card .t { font-weight: 600; } .small { font-size: 12px; color: #4a5568; }
 table { border-collapse: collapse; width: 100%; } td, th { padding: 3px 6px; vertical-align: top; text-align: left; }
 tr:nth-child(even) td { background: #f7fafc; } th { border-bottom: 1px solid #cbd5e0; }
@@ -68,9 +69,10 @@ pre { background: #f7fafc; border: 1px solid #e2e8f0; padding: .6em; overflow: a
 <h2 id="keyframes">Keyframes ({{ keyframes|length }})</h2>
 <div class="sheet">
 {% for k in keyframes %}<div class="card" id="{{ k.id }}">
-<img class="keyframe" src="{{ k.uri }}" alt="keyframe at {{ k.fmt }}">
+<div class="frame"><img class="keyframe" src="{{ k.uri }}" alt="keyframe at {{ k.fmt }}">{% if k.region %}
+<div class="region" title="the region that matched" style="left: {{ k.region.left }}%; top: {{ k.region.top }}%; width: {{ k.region.width }}%; height: {{ k.region.height }}%"></div>{% endif %}</div>
 <div><span class="t">{{ k.n }}. {{ k.fmt }}</span> · score {{ "%+.2f"|format(k.score) }}</div>
-<div class="small">scene {{ k.scene }} · {% if k.round %}zoom round {{ k.round }}{% else %}index frame{% endif %}{% if k.pixels %} · {{ k.pixels }} px to the answerer{% endif %}</div>
+<div class="small">scene {{ k.scene }} · {% if k.round %}zoom round {{ k.round }}{% else %}index frame{% endif %}{% if k.pixels %} · {{ k.pixels }} px to the answerer{% endif %}{% if k.region %} · red box: the region that matched{% endif %}</div>
 </div>{% endfor %}
 </div>
 {% endif %}
