@@ -73,7 +73,15 @@ def test_mcp_session_over_stdio(tmp_path, harbour):
                     assert {t.name for t in listed.tools} == TOOLS
                     assert all(t.description for t in listed.tools)
 
-                    res = _data(await s.call_tool("index", {"path": str(harbour)}))
+                    heard: list[tuple[float, float | None, str | None]] = []
+
+                    async def progress(done: float, total: float | None, message: str | None) -> None:
+                        heard.append((done, total, message))
+
+                    res = _data(await s.call_tool("index", {"path": str(harbour)}, progress_callback=progress))
+                    done, total, what = heard[-1]  # seconds of video done, of the whole
+                    assert done == total == pytest.approx(6.0, abs=0.1) and what == "harbour.mp4"
+                    assert all(0 <= d <= t for d, t, _ in heard)
                     item = res["results"][0]
                     assert item["status"] == "indexed" and res["failed"] == 0
                     assert {"scenes", "frames", "transcript"} <= set(item["stages_run"])

@@ -10,14 +10,17 @@ into one line too). Every result carries the process's model-load counts in its 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+import anyio.from_thread
+from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
@@ -90,6 +93,22 @@ def _result(fn: Callable[[], Any], extra: Callable[[Any], list[ContentBlock]] | 
                           structured_content=value, meta=_meta())
 
 
+def _progress(ctx: Context, every_s: float = 0.5) -> Callable[[str, float, float], None]:
+    """An indexer's progress callback (run in the tool's worker thread) that sends MCP progress
+    notifications, at most one per ``every_s`` seconds besides each video's start and end."""
+    last = {"at": 0.0, "desc": None}
+
+    def report(desc: str, done: float, total: float) -> None:
+        now = time.monotonic()
+        if desc == last["desc"] and done < total and now - last["at"] < every_s:
+            return
+        last.update(at=now, desc=desc)
+        with contextlib.suppress(Exception):  # a client that asked for no progress, or went away
+            anyio.from_thread.run(ctx.report_progress, float(done), float(total), desc)
+
+    return report
+
+
 def build_server(tools: VideoTools) -> MCPServer:
     server = MCPServer("vqa", instructions=INSTRUCTIONS, version=_version(), middleware=[_one_line_errors],
                        log_level="DEBUG" if os.environ.get("VQA_DEBUG") else "WARNING")
@@ -100,11 +119,11 @@ def build_server(tools: VideoTools) -> MCPServer:
         return _result(tools.list_videos)
 
     @server.tool(annotations=WRITES)
-    def index(path: Annotated[str, Field(description="A video file, a folder (recursive) or a glob.")]
-              ) -> CallToolResult:
+    def index(path: Annotated[str, Field(description="A video file, a folder (recursive) or a glob.")],
+              ctx: Context) -> CallToolResult:
         """Index videos (scenes, frame embeddings, speech, on-screen text, captions) with the server's
-        models; unchanged videos are skipped in milliseconds."""
-        return _result(lambda: tools.index(path))
+        models; unchanged videos are skipped in milliseconds. Reports progress (seconds of video done)."""
+        return _result(lambda: tools.index(path, progress=_progress(ctx)))
 
     @server.tool(annotations=READ_ONLY)
     def search(query: Annotated[str, Field(description="What to look for, in words.")],

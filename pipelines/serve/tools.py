@@ -88,15 +88,18 @@ class VideoTools:
                             "stages": status, "complete": all(s == "done" for s in status.values())})
             return {"videos": out}
 
-    def index(self, path: str) -> dict:
-        """Index a file, a folder (recursively, video extensions) or a glob; unchanged videos are skipped."""
+    def index(self, path: str, progress=None) -> dict:
+        """Index a file, a folder (recursively, video extensions) or a glob; unchanged videos are skipped.
+        ``progress(description, done, total)`` hears of each video's progress (seconds of video)."""
         from pipelines.inputs import expand_inputs
 
         files = expand_inputs([path])
         if not files:
             raise MediaError("no video files found there", path)
+        indexer = self.indexer if progress is None else Indexer(self.store, self.models, self.indexer.opts,
+                                                                progress=progress)
         with self.lock:
-            results = [self.indexer.index(f).as_dict() for f in files]
+            results = [indexer.index(f).as_dict() for f in files]
         if len(results) == 1 and results[0]["status"] == "failed":
             raise VqaError(results[0]["error"] or "indexing failed", results[0]["path"])
         return {"results": results, "failed": sum(r["status"] == "failed" for r in results)}
