@@ -42,10 +42,11 @@ def mcp(
     reports: Annotated[Path | None, typer.Option(help="Where the report tool writes when not told "
                                                       "(default: $VQA_HOME/reports).")] = None,
 ) -> None:
-    """Serve the index over MCP on stdin/stdout, for an AI assistant (Claude, Cursor, an agent SDK).
+    r"""Serve the index over MCP on stdin/stdout, for an AI assistant (Claude, Cursor, an agent SDK).
 
-    Tools: list_videos, index, search, ask, text, scenes, frames, report, server_info. The models load
-    on first use and stay loaded for the server's life. Needs `pip install 'vqa[mcp]'`."""
+    Tools: list_videos, index, search, ask, text, scenes, frames, report, server_info.
+    The models load on first use and stay loaded for the server's life.
+    Needs the mcp extra: pip install 'vqa\[mcp]'."""
     try:
         import mcp.server.mcpserver  # noqa: F401
     except ImportError:
