@@ -100,11 +100,15 @@ def test_ask_report_and_overview(cli, ferry, tmp_path):
     assert len(_data_uris(html)) == 1 + 3 and "Thank you for travelling with us." in html
 
 
-def test_report_bad_inputs_one_line(cli, tmp_path):
+def test_report_bad_inputs_one_line(cli, ferry, tmp_path):
     res = cli("report", str(tmp_path / "missing.mp4"), "--profile", "tiny", "-o", str(tmp_path / "r.html"))
     assert res.exit_code == 1
     assert res.stderr.count("\n") == 1 and "missing.mp4" in res.stderr and "no such file" in res.stderr
     assert not (tmp_path / "r.html").exists()
+    (tmp_path / "taken.html").mkdir()  # the output is a folder: one line, no traceback
+    res = cli("report", str(ferry), "--profile", "tiny", "-o", str(tmp_path / "taken.html"))
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "taken.html" in res.stderr
+    assert "cannot write the report" in res.stderr
     res = cli("ask", "--batch", str(tmp_path / "b.jsonl"), "--report", str(tmp_path / "r.html"))
     assert res.exit_code == 2 and "--report" in res.stderr
 

@@ -108,10 +108,16 @@ def _settings(data: ReportData) -> dict:
 
 def write_report(data: ReportData, out: str | Path) -> tuple[Path, Path]:
     """Write ``out`` (HTML) and the figure beside it (same name, ``.png``); returns both paths."""
+    from pipelines.errors import VqaError
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     png = render_plot(data)
+    html = render_html(data, png)
     png_path = out.with_suffix(".png")
-    png_path.write_bytes(png)
-    out.write_text(render_html(data, png), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        png_path.write_bytes(png)
+        out.write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise VqaError(f"cannot write the report ({e.strerror or e})", str(e.filename or out)) from None
     return out, png_path
