@@ -40,6 +40,9 @@ def ray_cli() -> str:
 
 
 def start_cluster(cpus: int) -> tuple[str, float]:
+    # Ray >= 2.5x: a cluster started where a token exists (~/.ray/auth_token) requires it; a client connecting
+    # by address sends it only in token mode. Both sides in token mode (a token is made if there is none).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     env = bench_env(Path(tempfile.mkdtemp(prefix="vqa-bench-ray-")))
     t0 = time.perf_counter()
     subprocess.run([ray_cli(), "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cpus}", "--num-gpus=0",
