@@ -83,6 +83,9 @@ def test_ask_report_and_overview(cli, ferry, tmp_path):
     assert res.exit_code == 0, res.stderr
     ans = json.loads(res.stdout)
     assert ans["report"] == str(out) and ans["report_plot"] == str(out.with_suffix(".png"))
+    plain = json.loads(cli("ask", str(ferry), QUESTION, "--profile", "tiny", "--json").stdout)
+    for key in ("answer", "keyframes", "context", "subqueries", "trace", "settings"):  # --report changes nothing
+        assert ans[key] == plain[key], key
     html = out.read_text()
     assert html.count('class="keyframe"') == len(ans["keyframes"]) >= 1
     for k in ans["keyframes"]:  # every keyframe's time is on the contact sheet
