@@ -1,24 +1,29 @@
-"""Keyframe-search quality on a needle-in-a-haystack set: does any of the K keyframes fall inside the
-evidence interval?
+"""Keyframe-search quality on needle-in-a-haystack sets: hit rate (a keyframe inside the evidence),
+precision and F1 of the keyframes at +-1 s of it, per method, side by side.
 
-    python bench/search_quality.py --data DIR --clip-config CFG.json --clip-checkpoint CKPT.pt \\
-        [--k 8] [--index-fps 1] [--width 160] [--items when,which] [--param zoom_fps=2 ...] [-v]
+    python bench/search_quality.py --data DIR [DIR ...] --clip-config CFG.json --clip-checkpoint CKPT.pt \\
+        [--k 8] [--index-fps 1] [--width 256] [--items when,which] [--methods ...] [--param name=value ...]
+        [--json OUT.json] [-v]
 
-DIR holds the videos and a ``bench.jsonl`` in the native evaluation format (``id``, ``video``,
-``question``, ``options``, ``evidence`` = [start, end] seconds). Per video, as the indexer does, one
-``pipelines.stages.media.decode`` pass at the scene-analysis rate feeds ``pipelines.stages.segment.SceneSegmenter``
-and, on a coarser grid, the CLIP given (an open_clip model-config JSON plus checkpoint, loaded through
-``pipelines.stages.clip``); per item, the question is decomposed and every method picks K keyframes:
+Each DIR holds the videos and a ``bench.jsonl`` in the native evaluation format (``id``, ``video``,
+``question``, ``options``, ``evidence`` = [start, end] seconds; ``needle_objects`` when the set says how
+many objects share the needle's shot, see bench/search_haystacks.py). Per video, as the indexer does,
+one ``pipelines.stages.media.decode`` pass at the scene-analysis rate feeds the scene segmenter and, on
+a coarser grid, the CLIP given (an open_clip model-config JSON plus checkpoint, loaded through
+``pipelines.stages.clip``); the index frames stay in memory as the thumbnails the spatial zoom crops.
+Per item, the question is decomposed and every method picks K keyframes:
 
 - ``uniform``: K evenly spaced index frames;
 - ``clip-top``: the K index frames with the highest fused CLIP score (same sub-queries, no search);
-- ``search-nozoom``: ``keyframe_search`` without zoom (with the shots);
-- ``search-noscenes``: ``keyframe_search`` with zoom, without the shots;
-- ``search``: ``keyframe_search`` with the shots and a real densify (decode the zoom ranges at the zoom
-  rate, embed, score): what ``vqa ask`` does.
+- ``before``: ``keyframe_search`` with the time zoom and the shots, no concentration, no regions
+  (the search as it was);
+- ``focus``: the same with keyframes concentrated around a confident peak;
+- ``search``: focus plus the spatial zoom (windows of the frames that matter): what ``vqa ask`` does;
+- ``moments-before`` / ``moments``: what ``vqa search`` returns (the top-K moments' middles, no zoom /
+  the whole search).
 
-Prints the hit rate (all items, evidence < 1 s, >= 1 s), frames scored and seconds per item. A
-measuring tool only: the product never imports it.
+Prints hit, precision and F1 @ +-1 s for all items and per group (evidence < 1 s or not; needle alone or
+among others), frames scored and seconds per item. A measuring tool only: the product never imports it.
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipelines import defaults  # noqa: E402
 from pipelines import search as kf  # noqa: E402
+from pipelines.eval.metrics import temporal_metrics  # noqa: E402
+from pipelines.search.regions import clip_region_scorer, region_boxes  # noqa: E402
 from pipelines.stages.media import decode, probe  # noqa: E402
 
-METHODS = ("uniform", "clip-top", "search-nozoom", "search-noscenes", "search")
+METHODS = ("uniform", "clip-top", "before", "focus", "search", "moments-before", "moments")
+DELTA = 1.0
 
 
 def parse_params(pairs: list[str], base: kf.SearchParams) -> kf.SearchParams:
@@ -66,8 +74,8 @@ def parse_params(pairs: list[str], base: kf.SearchParams) -> kf.SearchParams:
 
 
 def index_video(clip, path: str, *, info, index_fps: float, scene_fps: float, width: int):
-    """One decode at the scene rate: shots from the segmenter, CLIP vectors of the frames on the index
-    grid (first frame at or after each grid step), like the indexer."""
+    """One decode at the scene rate: shots from the segmenter, CLIP vectors and pixels of the frames on
+    the index grid (first frame at or after each grid step), like the indexer."""
     from pipelines.stages.segment import SceneParams, SceneSegmenter
 
     segmenter = SceneSegmenter(SceneParams(fps=scene_fps))
@@ -82,35 +90,45 @@ def index_video(clip, path: str, *, info, index_fps: float, scene_fps: float, wi
             if next_t <= t:  # a gap in the stream: re-anchor
                 next_t = t + step
     shots = [(s.start, s.end) for s in segmenter.finish(info.duration)]
-    return np.asarray(times), clip.embed_images(frames), shots
+    return np.asarray(times), clip.embed_images(frames), shots, frames
 
 
-def embed_frames(clip, path: str, *, fps: float, width: int, info, start=None, duration=None):
-    times, frames = [], []
-    for t, f in decode(path, fps=fps, width=width, info=info, start=start, duration=duration):
-        times.append(t)
-        frames.append(f)
-    if not frames:
-        return np.zeros(0), np.zeros((0, clip.dim), dtype=np.float32)
-    return np.asarray(times), clip.embed_images(frames)
+def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict):
+    """densify(ranges, fps): decode each range at ``fps``, embed, score against the sub-queries; the
+    decoded frames go to ``pixels`` (time -> frame) for the spatial zoom."""
 
-
-def make_densify(clip, path: str, info, qv: np.ndarray, width: int):
-    """densify(ranges, fps): decode each range at ``fps``, embed, score against the sub-queries."""
+    memo: dict = {}  # (start, end, fps) -> (times, sims): methods of one item share their decoding
 
     def densify(ranges, fps):
-        nt, ne = [], []
+        nt, ns = [], []
         for a, b in ranges:
-            t_, e_ = embed_frames(clip, path, fps=fps, width=width, info=info, start=a,
-                                  duration=max(b - a, 1.0 / fps))
-            keep = (t_ >= a - 1e-6) & (t_ <= b + 1e-6)
-            nt.append(t_[keep])
-            ne.append(e_[keep])
-        nt_arr = np.concatenate(nt) if nt else np.zeros(0)
-        ne_arr = np.concatenate(ne) if ne else np.zeros((0, qv.shape[1]), dtype=np.float32)
-        return nt_arr, (ne_arr @ qv.T).T
+            key = (round(a, 3), round(b, 3), fps)
+            if key not in memo:
+                ts, frames = [], []
+                for t, f in decode(path, fps=fps, width=width, info=info, start=a, duration=max(b - a, 1.0 / fps)):
+                    if a - 1e-6 <= t <= b + 1e-6:
+                        ts.append(t)
+                        frames.append(f)
+                        pixels[round(t, 3)] = f
+                sims = (clip.embed_images(frames) @ qv.T).T if frames else np.zeros((qv.shape[0], 0))
+                memo[key] = (np.asarray(ts, dtype=np.float64), sims)
+            nt.append(memo[key][0])
+            ns.append(memo[key][1])
+        if not nt:
+            return np.zeros(0), np.zeros((qv.shape[0], 0))
+        return np.concatenate(nt), np.concatenate(ns, axis=1)
 
     return densify
+
+
+def make_regions(clip, qv: np.ndarray, pixels: dict, grids: tuple[int, ...]):
+    boxes = region_boxes(grids)
+    scorer = clip_region_scorer(clip, qv, boxes)
+
+    def regions(times):
+        return scorer([pixels[round(float(t), 3)] for t in times]), boxes
+
+    return regions
 
 
 def uniform_pick(times: np.ndarray, duration: float, k: int) -> np.ndarray:
@@ -118,90 +136,174 @@ def uniform_pick(times: np.ndarray, duration: float, k: int) -> np.ndarray:
     return times[np.unique(np.abs(times[None, :] - targets[:, None]).argmin(axis=1))]
 
 
+def moment_middles(res, shots, duration: float, k: int) -> np.ndarray:
+    """What `vqa search` shows for the visual channel: each keyframe's hump inside its shot, merged when
+    they share time, best first; the middle of each of the first ``k``."""
+    moments = []
+    for key in sorted(res.keyframes, key=lambda x: -x.score):
+        a, b = kf.peak_extent(res.curve_times, res.curve_scores, key.t, tolerance=res.params.tolerance,
+                              scenes=shots, bounds=(0.0, duration))
+        if not any(a < e and s < b for s, e in moments):
+            moments.append((a, b))
+    return np.asarray([(a + b) / 2 for a, b in moments[:k]])
+
+
+def curve_stats(res, evidence, shots) -> dict:
+    """The best and runner-up distinct peaks of the final curve (fused z), and whether the best is on the
+    evidence (+-1 s): what the concentration's confidence sees."""
+    from pipelines.search.select import _peaks, scene_ids
+
+    t, s = res.curve_times, res.curve_scores
+    if not len(t):
+        return {}
+    groups = scene_ids(t, shots) if shots else None
+    top = _peaks(t, s, 2, tolerance=res.params.tolerance, min_gap=0.75, groups=groups)
+    s1 = float(s[top[0]])
+    s2 = float(s[top[1]]) if len(top) > 1 else None
+    on = evidence[0] - DELTA <= t[top[0]] <= evidence[1] + DELTA
+    return {"s1": round(s1, 3), "s2": None if s2 is None else round(s2, 3), "median": round(float(np.median(s)), 3),
+            "best_on_evidence": bool(on)}
+
+
+def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
+    clip, times, embs, shots, info, path, width, pixels0 = ctx
+    subs = kf.decompose_question(it["question"], it.get("options") or [])
+    qv = clip.embed_texts([s.text for s in subs])
+    weights = [s.weight for s in subs]
+    sims = (embs @ qv.T).T
+    start, end = it["evidence"][:2]
+    picks: dict[str, tuple[np.ndarray, int, float, dict]] = {}
+    if "uniform" in methods:
+        picks["uniform"] = (uniform_pick(times, info.duration, params.k), len(times), 0.0, {})
+    if "clip-top" in methods:
+        fused = kf.fuse_scores(sims, weights, method=params.method, any_weight=params.any_weight,
+                               any_temperature=params.any_temperature)
+        picks["clip-top"] = (times[np.argsort(-fused, kind="stable")[: params.k]], len(times), 0.0, {})
+    before = dataclasses.replace(params, peak_margin=None)
+    runs = {"before": (before, False, params.k), "focus": (params, False, params.k),
+            "search": (params, True, params.k),
+            "moments-before": (dataclasses.replace(before, zoom_rounds=0), False, 2 * params.k),
+            "moments": (params, True, 2 * params.k)}
+    pixels = dict(pixels0)
+    shared = make_densify(clip, path, info, qv, width, pixels)
+    for name, pairs in variants.items():  # the whole search with other parameters
+        runs[name] = (parse_params(pairs, params), True, params.k)
+    for name, (p, use_regions, k) in runs.items():
+        if name not in methods:
+            continue
+        densify = shared if p.zoom_rounds else None
+        regions = make_regions(clip, qv, pixels, region_grids) if use_regions else None
+        t1 = time.perf_counter()
+        res = kf.keyframe_search(times, sims, weights=weights, densify=densify,
+                                 params=dataclasses.replace(p, k=k), bounds=(0.0, info.duration),
+                                 scenes=shots, regions=regions)
+        secs = time.perf_counter() - t1
+        kt = moment_middles(res, shots, info.duration, params.k) if name.startswith("moments") \
+            else np.asarray(res.times)
+        extra = {"trace": res.trace, "regions": [k_.as_dict() for k_ in res.keyframes if k_.region],
+                 **curve_stats(res, (start, end), shots)}
+        picks[name] = (kt, res.frames_scored, secs, extra)
+    row = {"id": it["id"], "evidence": [start, end], "short": (end - start) < 1.0,
+           "alone": it.get("needle_objects", 1) == 1, "subqueries": [s.text for s in subs], "shots": len(shots)}
+    for name, (kt, n, secs, extra) in picks.items():
+        m = temporal_metrics(kt.tolist(), [(start, end)], DELTA)
+        row[name] = {"hit": bool(m["hit"]), "precision": m["precision"], "f1": m["f1"], "frames": int(n),
+                     "seconds": round(secs, 3), "times": [round(float(x), 2) for x in np.sort(kt)], **extra}
+    return row
+
+
+def table(rows: list[dict], methods: list[str]) -> list[str]:
+    groups = {"all": np.ones(len(rows), bool), "< 1 s": np.array([r["short"] for r in rows], bool)}
+    groups[">= 1 s"] = ~groups["< 1 s"]
+    groups["alone"] = np.array([r["alone"] for r in rows], bool)
+    groups["among others"] = ~groups["alone"]
+    head = f"{'method':15s}" + "".join(f"{g:>14s}" for g in groups) + f"{'P all':>7s}{'F1 all':>7s}" \
+        + f"{'frames':>8s}{'s/item':>8s}"
+    out = [head, f"{'':15s}" + "".join(f"{'hit  (F1)':>14s}" for _ in groups)]
+    for m in methods:
+        hits = np.array([r[m]["hit"] for r in rows], float)
+        f1 = np.array([r[m]["f1"] for r in rows], float)
+        prec = np.array([r[m]["precision"] for r in rows], float)
+        cells = "".join(f"{hits[g].mean():>8.2f} ({f1[g].mean():.2f})" if g.any() else f"{'-':>14s}"
+                        for g in groups.values())
+        out.append(f"{m:15s}{cells}{prec.mean():7.2f}{f1.mean():7.2f}"
+                   f"{np.mean([r[m]['frames'] for r in rows]):8.0f}{np.mean([r[m]['seconds'] for r in rows]):8.2f}")
+    out.append("(items: " + ", ".join(f"{g} {int(mask.sum())}" for g, mask in groups.items()) + f"; F1 and P at "
+               f"+-{DELTA:g} s)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="folder with the videos and bench.jsonl")
+    ap.add_argument("--data", required=True, nargs="+", help="folders with the videos and bench.jsonl")
     ap.add_argument("--clip-config", required=True, help="open_clip model-config JSON")
     ap.add_argument("--clip-checkpoint", required=True, help="checkpoint for that config")
     ap.add_argument("--k", type=int, default=defaults.K)
     ap.add_argument("--index-fps", type=float, default=defaults.EMBED_FPS)
     ap.add_argument("--scene-fps", type=float, default=10.0, help="scene-analysis rate (the indexer's)")
-    ap.add_argument("--width", type=int, default=160, help="decode width (frames are resized for CLIP)")
+    ap.add_argument("--width", type=int, default=defaults.THUMB_WIDTH, help="decode width of every frame")
     ap.add_argument("--items", default="", help="comma-separated id suffixes to keep (e.g. 'when')")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--grids", default=",".join(map(str, defaults.REGION_GRID)), help="region grids, e.g. 2,3")
     ap.add_argument("--param", action="append", default=[], help="SearchParams override, name=value")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME:param=value,...: also the whole search with these parameters")
     ap.add_argument("--json", help="write per-item results here")
+    ap.add_argument("--fresh", action="store_true", help="index again, no cache (the cache sits next to "
+                                                         "each video, for one CLIP)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
     from pipelines.stages.clip import ClipEmbedder, ClipSpec
 
+    variants = {}
+    for v in args.variant:
+        name, _, pairs = v.partition(":")
+        variants[name] = [x for x in pairs.split(",") if x]
+    methods = [m for m in args.methods.split(",") if m] + list(variants)
+    grids = tuple(int(g) for g in args.grids.split(",") if g)
     params = parse_params(args.param, kf.SearchParams(k=args.k))
     clip = ClipEmbedder(ClipSpec.parse(args.clip_config, args.clip_checkpoint), device="cpu", batch_size=256)
-    data = Path(args.data)
-    items = [json.loads(line) for line in (data / "bench.jsonl").read_text().splitlines() if line.strip()]
+    items = []
+    for d in args.data:
+        for line in (Path(d) / "bench.jsonl").read_text().splitlines():
+            if line.strip():
+                items.append({**json.loads(line), "_dir": d})
     if args.items:
         keep = tuple(args.items.split(","))
         items = [it for it in items if it["id"].rsplit("-", 1)[-1] in keep]
     by_video = defaultdict(list)
     for it in items:
-        by_video[it["video"]].append(it)
+        by_video[str(Path(it["_dir"]) / it["video"])].append(it)
 
-    print(f"{len(items)} items, {len(by_video)} videos, k={params.k}, index {args.index_fps:g} fps, "
+    print(f"{len(items)} items, {len(by_video)} videos, k={params.k}, index {args.index_fps:g} fps, grids {grids}, "
           f"params {json.dumps({k: v for k, v in params.as_dict().items() if k != 'k'})}")
     rows = []
-    for video, vitems in by_video.items():
-        path = str(data / video)
+    for path, vitems in by_video.items():
         info = probe(path)
-        t0 = time.perf_counter()
-        times, embs, shots = index_video(clip, path, info=info, index_fps=args.index_fps,
-                                         scene_fps=args.scene_fps, width=args.width)
-        index_s = time.perf_counter() - t0
+        cache = Path(path).with_suffix(f".index-{args.index_fps:g}fps-{args.width}px.npz")
+        if cache.exists():  # the index of a video depends on the CLIP: --fresh when it changes
+            z = np.load(cache)
+            times, embs, frames = z["times"], z["embs"], list(z["frames"])
+            shots = [tuple(x) for x in z["shots"].tolist()]
+        else:
+            times, embs, shots, frames = index_video(clip, path, info=info, index_fps=args.index_fps,
+                                                     scene_fps=args.scene_fps, width=args.width)
+            if not args.fresh:
+                np.savez(cache, times=times, embs=embs, frames=np.stack(frames), shots=np.asarray(shots))
+        pixels0 = {round(float(t), 3): f for t, f in zip(times, frames, strict=True)}
+        ctx = (clip, times, embs, shots, info, path, args.width, pixels0)
         for it in vitems:
-            subs = kf.decompose_question(it["question"], it.get("options") or [])
-            qv = clip.embed_texts([s.text for s in subs])
-            weights = [s.weight for s in subs]
-            sims = (embs @ qv.T).T
-            start, end = it["evidence"][:2]
-            picks: dict[str, tuple[np.ndarray, int, float]] = {}
-            picks["uniform"] = (uniform_pick(times, info.duration, params.k), len(times), 0.0)
-            fused = kf.fuse_scores(sims, weights, method=params.method, any_weight=params.any_weight,
-                                   any_temperature=params.any_temperature)
-            picks["clip-top"] = (times[np.argsort(-fused, kind="stable")[: params.k]], len(times), 0.0)
-
-            densify = make_densify(clip, path, info, qv, args.width)
-            for name, p, dens, sc in (("search-nozoom", dataclasses.replace(params, zoom_rounds=0), None, shots),
-                                      ("search-noscenes", params, densify, ()),
-                                      ("search", params, densify, shots)):
-                t1 = time.perf_counter()
-                res = kf.keyframe_search(times, sims, weights=weights, densify=dens, params=p,
-                                         bounds=(0.0, info.duration), scenes=sc)
-                picks[name] = (np.asarray(res.times), res.frames_scored, time.perf_counter() - t1)
-            row = {"id": it["id"], "evidence": [start, end], "short": (end - start) < 1.0,
-                   "subqueries": [s.text for s in subs], "index_s": round(index_s, 2), "shots": len(shots)}
-            for name, (kt, n, secs) in picks.items():
-                row[name] = {"hit": bool(np.any((kt >= start) & (kt <= end))), "frames": int(n),
-                             "seconds": round(secs, 3), "times": [round(float(x), 2) for x in np.sort(kt)]}
+            row = run_item(it, ctx, params, methods, grids, variants)
             rows.append(row)
             if args.verbose:
-                print(f"  {it['id']:14s} [{start:7.2f}, {end:7.2f}] "
-                      + " ".join(f"{m}={'HIT' if row[m]['hit'] else '-'}" for m in METHODS)
-                      + f"  search t={row['search']['times']}")
-
-    print(f"\n{'method':15s} {'hit all':>8s} {'< 1 s':>7s} {'>= 1 s':>7s} {'frames/item':>12s} {'s/item':>7s}")
-    short = np.array([r["short"] for r in rows], dtype=bool)
-    for m in METHODS:
-        hits = np.array([r[m]["hit"] for r in rows], dtype=float)
-        frames = np.mean([r[m]["frames"] for r in rows]) if rows else 0.0
-        secs = np.mean([r[m]["seconds"] for r in rows]) if rows else 0.0
-
-        def rate(mask, hits=hits):
-            return f"{hits[mask].mean():.2f}" if mask.any() else "  -"
-
-        print(f"{m:15s} {rate(np.ones(len(rows), bool)):>8s} {rate(short):>7s} {rate(~short):>7s} "
-              f"{frames:12.0f} {secs:7.2f}")
-    print(f"(items: {len(rows)}; evidence < 1 s: {int(short.sum())}, >= 1 s: {int((~short).sum())})")
+                print(f"  {it['id']:14s} [{row['evidence'][0]:7.2f}, {row['evidence'][1]:7.2f}] "
+                      + " ".join(f"{m}={'HIT' if row[m]['hit'] else '-'}/{row[m]['f1']:.2f}" for m in methods)
+                      + f"  search t={row.get('search', {}).get('times')}", flush=True)
+    print()
+    print("\n".join(table(rows, methods)))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
 
 
 if __name__ == "__main__":

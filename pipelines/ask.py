@@ -26,6 +26,7 @@ from pipelines import search as kf
 from pipelines.backends.profiles import Models, is_random
 from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
+from pipelines.search.regions import frame_regions, stored_frames
 from pipelines.search.textsearch import TextHit, lines_near, search_text
 from pipelines.stages.media import decode, probe, read_frame_at
 
@@ -149,7 +150,8 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     srun = store.latest_run(video["id"], "scenes")
     shots = [(s["start"], s["end"]) for s in store.scenes(srun["key"])] if srun else []
     result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,
-                                bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots)
+                                bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots,
+                                regions=frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames)))
     result.trace.extend({"media": w} for w in media_warnings)
     t_end = time.perf_counter()
     timings = {"embed_query_ms": (t_embed - t0) * 1000, "text_ms": (t_text - t_embed) * 1000,
@@ -179,7 +181,7 @@ def search_moments(store: Store, models: Models, ref: str, text: str, *, top: in
                    indexer: Indexer | None = None) -> dict:
     """The best matching moments (start, end, score, scene, channel) from frames and timed text."""
     video = _resolve_video(store, ref, indexer=indexer)
-    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=2 * top, zoom_rounds=0),
+    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=2 * top),
                            indexer=None)
     scenes = _scenes(store, video["id"])
     shots = [(s["start"], s["end"]) for s in scenes]
@@ -190,7 +192,7 @@ def search_moments(store: Store, models: Models, ref: str, text: str, *, top: in
         start, end = kf.peak_extent(res.curve_times, res.curve_scores, k.t, tolerance=res.params.tolerance,
                                     scenes=shots, bounds=(0.0, duration))
         moments.append({"start": start, "end": end, "t": k.t, "score": k.score, "channel": "visual",
-                        "text": None})
+                        "text": None, "region": list(k.region) if k.region else None})
     for h in out.text_hits:
         moments.append({"start": h.start, "end": h.end, "t": (h.start + h.end) / 2, "score": None,
                         "channel": h.source, "text": h.text, "via": h.via})
@@ -231,12 +233,13 @@ def _fuse_moments(moments: list[dict], *, visual_weight: float = 1.0) -> list[di
         else:
             merged.append({"start": m["start"], "end": m["end"], "t": m["t"], "rrf": m["rrf"], "rankers": {ranker},
                            "channels": [m["channel"]], "text": m.get("text"),
-                           "visual_score": m["score"] if m["channel"] == "visual" else None})
+                           "visual_score": m["score"] if m["channel"] == "visual" else None,
+                           "region": m.get("region")})
     merged.sort(key=lambda g: -g["rrf"])
     return [{"start": round(g["start"], 3), "end": round(g["end"], 3), "score": round(g["rrf"], 4),
              "channels": g["channels"], "text": g["text"],
              "visual_score": None if g["visual_score"] is None else round(g["visual_score"], 4),
-             "t": g["t"]} for g in merged]
+             "region": g.get("region"), "t": g["t"]} for g in merged]
 
 
 def search_library(store: Store, models: Models, text: str, *, top: int = 10) -> dict:

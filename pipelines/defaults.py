@@ -20,14 +20,14 @@ SEED = 0
 SEARCH_TOP = 5  # moments `vqa search` prints
 
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
-PEAK_MARGIN = 1.5  # fused-z margin of the best peak over the runner-up for full confidence
+PEAK_MARGIN = 0.3  # lead of the best peak over the runner-up, as a share of its height, for full confidence
 CONTEXT_SPACING = 0.5  # seconds between the keyframes around a confident peak
 
 # spatial zoom: regions of the frames that matter (see search.regions)
 REGION_FRAMES = 24  # frames per question whose regions are scored
-REGION_GRID = (2, 3)  # grids (rows = cols) scored per frame, overlapping cells
+REGION_GRID = (2,)  # grids scored per frame: g overlapping square windows across the short side
 REGION_OVERLAP = 0.5  # share of a cell that overlaps its neighbour
-REGION_WEIGHT = 1.0  # how much a region's score counts against the whole frame's
+REGION_PENALTY = 0.0  # fused z a window's score gives up against whole frames
 
 # -- answering -------------------------------------------------------------------------------------
 FRAME_WIDTH = 448  # width of the frames given to the answerer (before per-frame budgets)

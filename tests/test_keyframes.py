@@ -419,7 +419,7 @@ def test_search_stops_when_zoom_adds_nothing_better():
     s = bump(t, 40, 2.0, 3.0)
     log = []
     res = keyframe_search(t, s, densify=grid_densify(lambda ts: bump(ts, 40, 2.0, 3.0) - 1.0, log),
-                          params=SearchParams(k=4, zoom_rounds=3))
+                          params=SearchParams(k=4, zoom_rounds=3, peak_margin=None))  # no context frames
     assert len(log) == 1 and len(res.trace) == 2 and res.trace[1]["improved"] is False
     assert all(kf.round == 0 for kf in res.keyframes)
 

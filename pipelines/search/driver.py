@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from pipelines import defaults
+from pipelines.search.regions import region_candidates, region_lift
 from pipelines.search.scores import Normalizer, _fuse, apply_priors
 from pipelines.search.select import merge_ranges, sampling_interval, scene_ids, select_keyframes, zoom_ranges
 
@@ -55,6 +56,10 @@ class SearchParams:
     method: str = "zscore"  # sub-query normalisation: "zscore" or "rank"
     any_weight: float = 0.5
     any_temperature: float = 0.5
+    peak_margin: float | None = defaults.PEAK_MARGIN  # confident peak: keyframes gather around it (None: off)
+    context_spacing: float = defaults.CONTEXT_SPACING  # seconds between the keyframes around it
+    region_frames: int = defaults.REGION_FRAMES  # frames whose windows are scored (needs a region scorer)
+    region_penalty: float = defaults.REGION_PENALTY  # fused z a window's score gives up against whole frames
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,9 +70,13 @@ class Keyframe:
     t: float
     score: float
     round: int  # 0: an index frame; r: found by zoom round r
+    region: tuple[float, float, float, float] | None = None  # the window that made it relevant (fractions)
 
     def as_dict(self) -> dict:
-        return {"t": round(float(self.t), 3), "score": round(float(self.score), 4), "round": int(self.round)}
+        d = {"t": round(float(self.t), 3), "score": round(float(self.score), 4), "round": int(self.round)}
+        if self.region is not None:
+            d["region"] = [round(float(x), 3) for x in self.region]
+        return d
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class SearchResult:
 
 
 Densify = Callable[[list[tuple[float, float]], float], tuple[np.ndarray, np.ndarray]]
+# regions(times) -> ((Q, M, R) raw sims of R windows of each frame, (R, 4) windows as fractions)
+Regions = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify | None = None,
@@ -97,7 +108,7 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                     priors: Sequence[tuple[float, float, float]] = (),
                     weights: Sequence[float] | np.ndarray | None = None,
                     bounds: tuple[float, float] | None = None,
-                    scenes: Sequence[tuple[float, float]] = ()) -> SearchResult:
+                    scenes: Sequence[tuple[float, float]] = (), regions: Regions | None = None) -> SearchResult:
     """Coarse-to-fine keyframe search (T*-style zoom, then peak + coverage selection).
 
     ``scores``: one curve ``(N,)`` or per-sub-query ``(Q, N)`` sims with ``weights``; either way they
@@ -110,6 +121,10 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     ``scenes``: the index's shots as (start, end); round 1 then also probes shots too short to hold an
     index frame (best neighbours first, at most ``params.unseen_scenes``), and selection takes peaks one
     per shot first (see ``select_keyframes``).
+    ``regions``: the spatial zoom. Before the first zoom round the windows of the best frame of each of
+    the best shots and of the best frames (``params.region_frames`` in all) are scored, and after each
+    round those of the best new frame of each range; a frame whose best window beats it takes that
+    window's score and remembers the window (``Keyframe.region``, and the trace).
     """
     t = np.asarray(times, dtype=np.float64).reshape(-1)
     raw = np.asarray(scores, dtype=np.float64)
@@ -133,6 +148,30 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                           "frames_scored": int(len(t)),
                           "best_score": _r(all_s.max()) if len(all_s) else None}]
     explored: list[tuple[float, float]] = []
+    where = np.full((len(t), 4), np.nan)  # the window that lifted each frame
+    done: list[int] = []
+
+    def lift(idx: list[int]) -> dict | None:
+        if regions is None or not idx:
+            return None
+        sims, boxes = regions(all_t[idx])
+        sims = np.asarray(sims, dtype=np.float64).reshape(raw.shape[0], len(idx), -1)
+        new, box, info = region_lift(all_t[idx], all_s[idx], sims, np.asarray(boxes), fuse_raw,
+                                     penalty=params.region_penalty, priors=priors)
+        all_s[idx] = new
+        lifted = ~np.isnan(box[:, 0])
+        where[np.asarray(idx)[lifted]] = box[lifted]
+        done.extend(idx)
+        return info
+
+    def fuse_raw(per_query: np.ndarray) -> np.ndarray:
+        return _fuse(norm.transform(per_query), weights, params.any_weight, params.any_temperature)
+
+    if regions is not None and params.region_frames > 0 and len(t):
+        info = lift(region_candidates(all_t, all_s, params.region_frames, scenes=scenes, min_gap=interval))
+        if info:
+            trace[0]["regions"] = info
+            trace[0]["best_score"] = _r(all_s.max())
     if bounds is None and len(t):
         bounds = (float(t.min()), float(t.max()))
     for r in range(1, params.zoom_rounds + 1):
@@ -175,17 +214,28 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
         explored = merge_ranges(explored + ranges)
         all_t = np.concatenate([all_t, new_t[fresh]])
         all_s = np.concatenate([all_s, new_s[fresh]])
+        where = np.concatenate([where, np.full((int(fresh.sum()), 4), np.nan)])
         rounds = np.concatenate([rounds, np.full(int(fresh.sum()), r, dtype=np.int64)])
         trace.append({"round": r, "ranges": [[_r(a), _r(b)] for a, b in ranges], "fps": _r(zoom_fps),
                       "frames_scored": int(len(new_t)), "new_frames": int(fresh.sum()),
                       "best_score": _r(new_s.max()) if len(new_s) else None, "improved": improved})
+        if regions is not None and params.region_frames > 0:
+            n_old = len(all_t) - int(fresh.sum())
+            best_new = [n_old + int(j[np.argmax(all_s[n_old + j])]) for a, b in ranges
+                        if len(j := np.flatnonzero((all_t[n_old:] >= a) & (all_t[n_old:] <= b)))]
+            info = lift(best_new)
+            if info:
+                trace[-1]["regions"] = info
+                improved = improved or info["lifted"] > 0
         if not improved:
             break
     idx = select_keyframes(all_t, all_s, params.k, min_gap=min_gap, seed=params.seed, scenes=scenes,
                            tolerance=params.tolerance, min_peak=params.min_peak,
                            temperature=params.temperature, concentration=params.concentration,
-                           jitter=params.jitter)
-    kfs = [Keyframe(float(all_t[i]), float(all_s[i]), int(rounds[i])) for i in idx]
+                           jitter=params.jitter, peak_margin=params.peak_margin,
+                           context_spacing=params.context_spacing)
+    kfs = [Keyframe(float(all_t[i]), float(all_s[i]), int(rounds[i]),
+                    None if np.isnan(where[i, 0]) else tuple(float(x) for x in where[i])) for i in idx]
     order = np.argsort(all_t, kind="stable")
     return SearchResult(kfs, trace, frames_scored, params, all_t[order], all_s[order])
 

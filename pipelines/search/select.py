@@ -124,7 +124,8 @@ def merge_ranges(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]
 def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: float, seed: int = 0,
                      tolerance: float = 1.0, min_peak: float = 0.5, temperature: float = 1.0,
                      concentration: float = 0.5, jitter: float = 0.5, max_peaks: int | None = None,
-                     scenes: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+                     scenes: Sequence[tuple[float, float]] = (), peak_margin: float | None = None,
+                     context_spacing: float = 0.5) -> np.ndarray:
     """Indices (into ``times``) of up to ``k`` keyframes, in time order.
 
     1. Peaks: distinct humps of the relevance curve (see ``_peaks``) scoring at least ``min_peak``, best
@@ -135,6 +136,11 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
        around their peaks, flat curves an even spread. Deterministic for a given seed.
     With ``scenes`` ((start, end) pairs, e.g. the index's shots), peaks go one per scene first, and a
     coverage pick prefers a scene not yet shown within its quantile cell.
+    With ``peak_margin`` (a share of the best peak's height over the median), the evidence decides first:
+    the best peak's confidence is its lead over the runner-up distinct peak in those units (see
+    ``peak_confidence``), and that share of the other ``k - 1`` slots, less one per rival peak within
+    the margin, goes to frames around it (before, at and after; the nearest in time, at least
+    ``context_spacing`` s apart); only the rest go to further peaks and coverage.
     """
     t_in = np.asarray(times, dtype=np.float64)
     s_in = np.asarray(scores, dtype=np.float64)
@@ -148,9 +154,18 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
     s = np.where(np.isfinite(s), s, -1e9)
     groups = scene_ids(t, scenes) if len(scenes) else None
     n_peaks = k if max_peaks is None else min(k, max_peaks)
-    picks = _peaks(t, s, n_peaks, tolerance=tolerance, min_gap=min_gap, min_score=min_peak, groups=groups)
-    if groups is not None and len(picks) < n_peaks:  # then further peaks inside scenes already shown
-        picks += _peaks(t, s, n_peaks - len(picks), tolerance=tolerance, min_gap=min_gap,
+    focus: list[int] = []
+    if peak_margin:
+        conf, best, rivals = peak_confidence(t, s, tolerance=tolerance, min_gap=min_gap, min_peak=min_peak,
+                                             margin=peak_margin, groups=groups, limit=k - 1)
+        n_focus = min(int(math.floor(conf * (k - 1) + 0.5)), k - 1 - rivals)
+        if best is not None and n_focus > 0:
+            focus = [best, *_context(t, best, n_focus, context_spacing)]
+            n_peaks = max(n_peaks - len(focus), 0)
+    picks = focus + _peaks(t, s, n_peaks, tolerance=tolerance, min_gap=min_gap, min_score=min_peak,
+                           groups=groups, taken=focus)
+    if groups is not None and len(picks) < n_peaks + len(focus):  # then further peaks inside shown scenes
+        picks += _peaks(t, s, n_peaks + len(focus) - len(picks), tolerance=tolerance, min_gap=min_gap,
                         min_score=min_peak, taken=picks)
     if len(picks) < k:
         picks += _coverage(t, s, k - len(picks), picks, min_gap=min_gap, seed=seed,
@@ -159,6 +174,36 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
     if not picks:
         return np.zeros(0, dtype=np.int64)
     return order[np.sort(np.asarray(picks, dtype=np.int64))]  # sorted positions = time order
+
+
+def peak_confidence(t: np.ndarray, s: np.ndarray, *, tolerance: float, min_gap: float, min_peak: float,
+                    margin: float, groups: np.ndarray | None = None, limit: int = 8) -> tuple[float, int | None, int]:
+    """How sure the curve is of its best moment: (confidence in [0, 1], index of the best peak, rivals).
+
+    The best distinct peak's lead over the runner-up (in another hump, and another scene with
+    ``groups``), relative to its height over the curve's median, over ``margin`` (capped at 1; 1 with no
+    runner-up). Rivals: the other distinct peaks (at most ``limit``) within twice ``margin`` of that
+    height below it, each of which may still be the answer. (0, None, 0) when the best is below ``min_peak``."""
+    top = _peaks(t, s, limit + 1, tolerance=tolerance, min_gap=min_gap, groups=groups)
+    if not top or s[top[0]] < min_peak:
+        return 0.0, None, 0
+    height = max(float(s[top[0]] - np.median(s)), 1e-9)
+    if len(top) < 2:
+        return 1.0, top[0], 0
+    lead = float(s[top[0]] - s[top[1]]) / height
+    rivals = sum(1 for i in top[1:] if s[top[0]] - s[i] < 2.0 * margin * height)
+    return float(min(max(lead / max(margin, 1e-9), 0.0), 1.0)), top[0], rivals
+
+
+def _context(t: np.ndarray, i: int, m: int, spacing: float) -> list[int]:
+    """Up to ``m`` frames nearest in time to frame ``i`` (both sides), each ``spacing`` s from the others."""
+    chosen = [i]
+    for j in np.argsort(np.abs(t - t[i]), kind="stable"):
+        if len(chosen) > m:
+            break
+        if all(abs(t[j] - t[c]) >= spacing - 1e-9 for c in chosen):
+            chosen.append(int(j))
+    return chosen[1:]
 
 
 def _coverage(t: np.ndarray, s: np.ndarray, m: int, taken: list[int], *, min_gap: float, seed: int,

@@ -73,7 +73,7 @@ def ffmpeg_choice() -> FFmpeg:
     if explicit:
         path = shutil.which(explicit) or explicit
         if not os.path.isfile(path):
-            raise MediaError("VQA_FFMPEG names no such file or command", explicit)
+            raise MediaError(f"VQA_FFMPEG names no such file or command: {explicit}")
         text, rel = version_of(path)
         note = "" if rel is None or rel >= MIN_VERSION else f"older than {_v(MIN_VERSION)}, which vqa is tested with"
         return FFmpeg(path, text, rel, "VQA_FFMPEG", note)

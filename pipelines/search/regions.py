@@ -1,0 +1,169 @@
+"""Spatial zoom: score regions of the frames that matter, so that a small target among others scores as
+it would alone (a whole-frame embedding averages it with everything else in the frame).
+
+- ``region_boxes(grids=(2,), overlap=0.5, aspect=16/9) -> (R, 4)``: overlapping square windows as
+  fractions of the frame (x0, y0, x1, y1); grid ``g`` puts ``g`` windows across the short side.
+- ``crop(frame, box) -> array``: the pixels of one window (a view, any frame size).
+- ``region_candidates(times, scores, budget, *, scenes, done)``: which frames get their regions scored:
+  the best frame of each of the best shots, then the best frames overall, at most ``budget``.
+- ``RegionScorer``: ``scorer(frames) -> (Q, M, R)`` cosine sims of each window of each frame with each
+  sub-query; ``clip_region_scorer(clip, qvecs, boxes)`` builds one from any CLIP-like embedder
+  (``embed_images(list of HxWx3 uint8) -> (n, D)`` normalised); ``frame_regions(clip, qvecs, frames_at)``
+  is the ``regions`` callback of ``keyframe_search``, ``stored_frames(store, run_key, decoded)`` the
+  ``frames_at`` of an indexed video (zoom frames, else stored thumbnails).
+Pure numpy apart from the embedder the caller passes; the driver decides what the scores mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipelines import defaults
+from pipelines.search.select import scene_ids
+
+RegionScorer = Callable[[list[np.ndarray]], np.ndarray]
+
+
+def region_boxes(grids: Sequence[int] = (2,), overlap: float = 0.5, aspect: float = 16 / 9) -> np.ndarray:
+    """Square windows (in pixels of a frame of this ``aspect`` = width / height), as fractions.
+
+    Grid ``g``: the window side is the short side / (1 + (g - 1) (1 - overlap)), so ``g`` windows overlapping
+    by ``overlap`` span the short side; along the long side as many as it takes at the same stride, spread
+    evenly from edge to edge. Grid 1 is the central square."""
+    out = []
+    w, h = (aspect, 1.0) if aspect >= 1 else (1.0, 1.0 / aspect)
+    short = min(w, h)
+    for g in grids:
+        g = max(int(g), 1)
+        side = short / (1.0 + (g - 1) * (1.0 - overlap))
+        stride = side * (1.0 - overlap) if g > 1 else side
+        nx = 1 if g == 1 else max(1, math.ceil((w - side) / stride - 1e-9) + 1)
+        ny = 1 if g == 1 else max(1, math.ceil((h - side) / stride - 1e-9) + 1)
+        xs = [(w - side) / 2] if nx == 1 else np.linspace(0.0, w - side, nx)
+        ys = [(h - side) / 2] if ny == 1 else np.linspace(0.0, h - side, ny)
+        for y in ys:
+            for x in xs:
+                out.append((x / w, y / h, (x + side) / w, (y + side) / h))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 4)
+
+
+def crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The pixels of ``frame`` (H, W, C) inside ``box`` (fractions), at least one pixel each way."""
+    h, w = frame.shape[:2]
+    x0, y0 = int(round(box[0] * w)), int(round(box[1] * h))
+    x1, y1 = max(int(round(box[2] * w)), x0 + 1), max(int(round(box[3] * h)), y0 + 1)
+    return frame[y0:y1, x0:x1]
+
+
+def clip_region_scorer(clip, qvecs: np.ndarray, boxes: np.ndarray) -> RegionScorer:
+    """``scorer(frames) -> (Q, M, R)`` sims of every window of every frame with each sub-query vector
+    (``qvecs`` (Q, D), normalised), through ``clip.embed_images`` in one batch."""
+    q = np.asarray(qvecs, dtype=np.float32)
+
+    def scorer(frames: list[np.ndarray]) -> np.ndarray:
+        if not frames or not len(boxes):
+            return np.zeros((q.shape[0], len(frames), len(boxes)), dtype=np.float32)
+        crops = [np.ascontiguousarray(crop(f, b)) for f in frames for b in boxes]
+        emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
+        return (emb @ q.T).T.reshape(q.shape[0], len(frames), len(boxes))
+
+    return scorer
+
+
+def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], list[np.ndarray]], *,
+                  grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP):
+    """``regions(times) -> ((Q, M, R) sims, (R, 4) windows)`` for ``keyframe_search``: the frames at
+    ``times`` come from ``frames_at(times)`` (decoded zoom frames, stored thumbnails...), their windows
+    are scored with ``clip`` against ``qvecs``."""
+
+    def regions(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = frames_at(np.asarray(times, dtype=np.float64))
+        h, w = frames[0].shape[:2] if frames else (9, 16)
+        boxes = region_boxes(grids, overlap, aspect=w / h)
+        return clip_region_scorer(clip, qvecs, boxes)(frames), boxes
+
+    return regions
+
+
+def stored_frames(store, run_key: str, decoded: dict[float, np.ndarray]) -> Callable[[np.ndarray], list]:
+    """``frames_at(times)``: a frame the zoom decoded at that time (``decoded``, keyed by time rounded to
+    the millisecond), else the index's stored thumbnail nearest to it."""
+
+    def frames_at(times: np.ndarray) -> list[np.ndarray]:
+        import io
+
+        from PIL import Image
+
+        out: list[np.ndarray | None] = [decoded.get(round(float(t), 3)) for t in times]
+        missing = [float(t) for t, f in zip(times, out, strict=True) if f is None]
+        jpegs = store.frame_jpegs(run_key, missing) if missing else {}
+        for i, t in enumerate(times):
+            if out[i] is None:
+                out[i] = np.asarray(Image.open(io.BytesIO(jpegs[float(t)])).convert("RGB"))
+        return out
+
+    return frames_at
+
+
+def region_candidates(times: np.ndarray, scores: np.ndarray, budget: int, *,
+                      scenes: Sequence[tuple[float, float]] = (), done: Sequence[int] = (),
+                      min_gap: float = 1.0) -> list[int]:
+    """Up to ``budget`` frame indices whose regions should be scored, best first: with ``scenes``, the
+    best frame of each shot, shots by that frame's score, for half the budget; then the best frames
+    overall, ``min_gap`` s apart from those chosen. Frames in ``done`` are not chosen again."""
+    t = np.asarray(times, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if budget <= 0 or not len(t):
+        return []
+    skip = np.zeros(len(t), dtype=bool)
+    skip[list(done)] = True
+    order = [int(i) for i in np.argsort(-s, kind="stable") if not skip[i]]
+    out: list[int] = []
+    if len(scenes):
+        groups = scene_ids(t, scenes)
+        seen: set[int] = set()
+        for i in order:
+            if len(out) >= (budget + 1) // 2:
+                break
+            if groups[i] >= 0 and groups[i] not in seen:
+                seen.add(int(groups[i]))
+                out.append(i)
+    chosen = set(out)
+    for i in order:
+        if len(out) >= budget:
+            break
+        if i not in chosen and all(abs(t[i] - t[j]) >= min_gap for j in out):
+            out.append(i)
+            chosen.add(i)
+    return out
+
+
+def region_lift(times: np.ndarray, whole: np.ndarray, sims: np.ndarray, boxes: np.ndarray,
+                fuse: Callable[[np.ndarray], np.ndarray], *, penalty: float = 0.0,
+                priors: Sequence[tuple[float, float, float]] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Frames scored by their best window: ``sims`` (Q, M, R) raw sims of each window with each sub-query
+    are fused window by window (``fuse((Q, n) raw) -> (n,)``, the whole frames' normalisation), priors
+    added; a frame whose best window minus ``penalty`` beats its whole-frame score ``whole`` (M,) takes
+    that score. Returns (new scores (M,), the lifting window of each frame (M, 4), NaN where the whole
+    frame stayed best, a summary for the trace)."""
+    from pipelines.search.scores import apply_priors
+
+    t = np.asarray(times, dtype=np.float64)
+    q, m, r = sims.shape
+    fused = np.asarray(fuse(np.asarray(sims, dtype=np.float64).reshape(q, m * r)), dtype=np.float64)
+    fused = apply_priors(np.repeat(t, r), fused, priors).reshape(m, r)
+    best = fused.argmax(axis=1)
+    val = fused[np.arange(m), best] - penalty
+    lift = val > whole
+    out = np.where(lift, val, whole)
+    where = np.full((m, 4), np.nan)
+    where[lift] = np.asarray(boxes, dtype=np.float64)[best[lift]]
+    info = {"frames": int(m), "windows": int(m * r), "lifted": int(lift.sum())}
+    if lift.any():
+        j = int(np.flatnonzero(lift)[np.argmax(val[lift])])
+        info["best"] = {"t": round(float(t[j]), 3), "box": [round(float(x), 3) for x in where[j]],
+                        "score": round(float(val[j]), 4), "whole": round(float(whole[j]), 4)}
+    return out, where, info

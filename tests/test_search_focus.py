@@ -1,0 +1,80 @@
+"""Keyframes where the evidence is: a confident peak draws the keyframes around it, an uncertain curve
+keeps peaks plus coverage (synthetic score arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines.search import SearchParams, keyframe_search, select_keyframes
+from pipelines.search.select import peak_confidence
+
+
+def bump(t, center, width, height):
+    return height * np.exp(-0.5 * ((np.asarray(t, float) - center) / width) ** 2)
+
+
+T = np.arange(0.0, 100.0, 0.25)
+
+
+def curve(*peaks, base=0.0):
+    return base + sum(bump(T, c, 0.4, h) for c, h in peaks)
+
+
+def test_confident_peak_gathers_all_keyframes_before_at_and_after():
+    s = curve((40.0, 6.0), (70.0, 1.0))
+    idx = select_keyframes(T, s, 8, min_gap=0.75, peak_margin=0.3, context_spacing=0.5)
+    kt = T[idx]
+    assert len(kt) == 8 and 40.0 in kt
+    assert np.all(np.abs(kt - 40.0) <= 2.0)  # 8 frames 0.5 s apart around 40 s
+    assert (kt < 40.0).sum() >= 3 and (kt > 40.0).sum() >= 3  # context on both sides
+    assert np.all(np.diff(np.sort(kt)) >= 0.5 - 1e-9)
+    # the same curve without concentration: one frame per peak, the rest spread over the video
+    plain = T[select_keyframes(T, s, 8, min_gap=0.75)]
+    assert 40.0 in plain and np.sum(np.abs(plain - 40.0) <= 2.0) <= 3
+
+
+def test_two_equal_peaks_keep_the_spread():
+    s = curve((30.0, 5.0), (70.0, 5.0))
+    conf, best, rivals = peak_confidence(T, s, tolerance=1.0, min_gap=0.75, min_peak=0.5, margin=0.3)
+    assert conf == 0.0 and T[best] == 30.0 and rivals == 1
+    with_focus = select_keyframes(T, s, 8, min_gap=0.75, peak_margin=0.3, seed=3)
+    assert np.array_equal(with_focus, select_keyframes(T, s, 8, min_gap=0.75, seed=3))
+    assert {30.0, 70.0} <= set(T[with_focus])
+
+
+def test_frames_around_the_peak_grow_with_its_margin():
+    near = []
+    for runner_up in (5.5, 4.5, 3.5, 2.0):  # a lead of 1/12 to 2/3 of the best peak's height
+        s = curve((40.0, 6.0), (70.0, runner_up))
+        kt = T[select_keyframes(T, s, 8, min_gap=0.75, peak_margin=0.3, context_spacing=0.5)]
+        near.append(int(np.sum(np.abs(kt - 40.0) <= 2.0)))
+        assert (70.0 in kt) == (runner_up > 6.0 * (1 - 2 * 0.3))  # a rival within the margin keeps its frame
+    assert near == sorted(near) and near[0] < near[-1]
+    assert near[0] <= 4 and near[-1] == 8
+
+
+def test_confidence_of_a_lone_peak_and_of_a_flat_curve():
+    t = np.arange(0.0, 20.0)
+    assert peak_confidence(t, bump(t, 10, 1.0, 3.0), tolerance=1.0, min_gap=0.75, min_peak=0.5,
+                           margin=0.3) == (1.0, 10, 0)
+    assert peak_confidence(t, np.zeros(20), tolerance=1.0, min_gap=0.75, min_peak=0.5, margin=0.3) == (0.0, None, 0)
+
+
+def test_search_focuses_after_the_zoom_finds_the_needle():
+    """A needle between index frames: the zoom finds it, then the keyframes gather around it."""
+    def sims(ts):
+        return 0.2 + bump(ts, 50.4, 0.15, 0.3)
+
+    t = np.arange(0.0, 100.0)
+    s = sims(t) + bump(t, 50.0, 0.6, 0.05)  # the index only sees a hint around 50 s
+
+    def densify(ranges, fps):
+        ts = np.concatenate([np.arange(a, b + 1e-9, 1.0 / fps) for a, b in ranges])
+        return ts, sims(ts)
+
+    off = keyframe_search(t, s, densify=densify, params=SearchParams(k=8, peak_margin=None))
+    on = keyframe_search(t, s, densify=densify, params=SearchParams(k=8, peak_margin=0.3, context_spacing=0.25))
+    hits_off = [k.t for k in off.keyframes if abs(k.t - 50.4) <= 1.0]
+    hits_on = [k.t for k in on.keyframes if abs(k.t - 50.4) <= 1.0]
+    assert len(hits_off) >= 1 and len(hits_on) >= 7 > len(hits_off)
+    assert on.params.as_dict()["peak_margin"] == 0.3

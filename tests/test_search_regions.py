@@ -1,0 +1,135 @@
+"""Spatial zoom: window geometry, region lifting on synthetic sims, and region scoring of rendered
+frames with a real tiny open_clip model (built locally, loaded through the product's loader)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from pipelines.search import SearchParams, keyframe_search
+from pipelines.search.regions import clip_region_scorer, crop, region_boxes, region_candidates, region_lift
+
+W, H = 320, 180
+
+
+def test_windows_are_overlapping_squares_covering_the_frame():
+    boxes = region_boxes((2,), overlap=0.5, aspect=W / H)
+    assert boxes.shape == (10, 4)  # 2 rows x 5 columns of 120 px squares on 320 x 180
+    px = boxes * [W, H, W, H]
+    assert np.allclose(px[:, 2] - px[:, 0], 120) and np.allclose(px[:, 3] - px[:, 1], 120)
+    assert px[:, 0].min() == 0 and np.isclose(px[:, 2].max(), W) and np.isclose(px[:, 3].max(), H)
+    assert np.allclose(np.diff(np.unique(px[:, 0])), 50)  # evenly spread, overlapping
+    assert region_boxes((3,), aspect=W / H).shape == (21, 4)
+    assert np.allclose(region_boxes((1,), aspect=W / H) * [W, H, W, H], [[70, 0, 250, 180]])
+    tall = region_boxes((2,), aspect=9 / 16) * [180, 320, 180, 320]
+    assert tall.shape == (10, 4) and np.allclose(tall[:, 2] - tall[:, 0], 120)
+
+
+def test_crop_takes_the_window_pixels():
+    frame = np.arange(H * W * 3, dtype=np.int64).reshape(H, W, 3)
+    c = crop(frame, (0.25, 0.5, 0.5, 1.0))
+    assert c.shape == (90, 80, 3) and c[0, 0, 0] == frame[90, 80, 0]
+    assert crop(frame, (0.5, 0.5, 0.5, 0.5)).shape == (1, 1, 3)
+
+
+def test_region_lift_takes_the_best_window_only_when_it_beats_the_frame():
+    times = np.array([1.0, 2.0, 3.0])
+    whole = np.array([0.0, 2.0, 1.0])
+    sims = np.zeros((1, 3, 4))
+    sims[0, 0, 2] = 3.0  # frame 0: window 2 scores 3 > 0
+    sims[0, 1, 1] = 1.0  # frame 1: its windows score less than the frame (2)
+    boxes = np.array([[0, 0, .5, .5], [.5, 0, 1, .5], [0, .5, .5, 1], [.5, .5, 1, 1]])
+    new, where, info = region_lift(times, whole, sims, boxes, lambda q: q[0])
+    assert new.tolist() == [3.0, 2.0, 1.0]
+    assert where[0].tolist() == [0, .5, .5, 1] and np.isnan(where[1:]).all()
+    assert info["lifted"] == 1 and info["best"]["t"] == 1.0 and info["best"]["whole"] == 0.0
+    # a penalty keeps the whole frame when the window wins by less; priors count for windows too
+    assert region_lift(times, whole, sims, boxes, lambda q: q[0], penalty=3.5)[2]["lifted"] == 0
+    new, _, _ = region_lift(times, whole, sims, boxes, lambda q: q[0], priors=[(2.5, 3.5, 5.0)])
+    assert new[2] == 5.0
+
+
+def test_region_candidates_best_of_each_shot_then_best_overall():
+    t = np.arange(0.0, 60.0)
+    s = np.zeros(60)
+    s[[5, 6, 25, 45, 46, 47]] = [3.0, 2.9, 1.0, 2.0, 1.9, 1.8]
+    shots = [(0.0, 20.0), (20.0, 40.0), (40.0, 60.0)]
+    assert region_candidates(t, s, 3, scenes=shots) == [5, 45, 6]  # two shots' best, then the best left
+    assert region_candidates(t, s, 6, scenes=shots)[:3] == [5, 45, 25]
+    assert region_candidates(t, s, 2, min_gap=2.0) == [5, 45]  # no shots: the best, 2 s apart
+    assert region_candidates(t, s, 2, done=[5]) == [6, 45]
+    assert region_candidates(t, s, 0) == []
+
+
+# --- rendered frames, a real tiny CLIP ----------------------------------------------------------------
+
+BG = (90, 90, 90)
+RED, GREEN, BLUE, YELLOW = (230, 30, 30), (30, 200, 40), (40, 60, 230), (240, 220, 30)
+
+
+def draw(size, objects):
+    im = Image.new("RGB", size, BG)
+    d = ImageDraw.Draw(im)
+    for kind, (x, y, r), colour in objects:
+        (d.ellipse if kind == "disc" else d.rectangle)([x - r, y - r, x + r, y + r], fill=colour)
+    return np.asarray(im)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from pipelines.backends.tiny import tiny_clip
+    from pipelines.stages.clip import ClipEmbedder
+
+    cfg, ckpt = tiny_clip()
+    return ClipEmbedder(f"{cfg}@{ckpt}", device="cpu")
+
+
+def scenes():
+    """The target (a small red disc as the query shows it) inside window 6 of a busy frame; two decoys."""
+    sticker = draw((120, 120), [("disc", (60, 60, 18), RED)])
+    busy = draw((W, H), [("sq", (20, 20, 16), GREEN), ("sq", (270, 40, 40), BLUE), ("disc", (290, 150, 25), YELLOW)])
+    busy = busy.copy()
+    busy[60:180, 50:170] = sticker  # window 6 of the 2-grid: x 50-170, y 60-180
+    alike = draw((W, H), [("sq", (160, 90, 30), RED)])  # a decoy alone that shares the target's colour
+    other = busy.copy()
+    other[60:180, 50:170] = draw((120, 120), [("disc", (60, 60, 18), YELLOW)])
+    return sticker, [alike, busy, other]
+
+
+def test_small_target_among_distractors_found_by_regions_missed_by_the_whole_frame(clip):
+    sticker, frames = scenes()
+    q = clip.embed_images([sticker])  # the query: what the target looks like on its own
+    whole = (clip.embed_images(frames) @ q.T)[:, 0]
+    assert int(np.argmax(whole)) == 0  # the whole frame ranks the busy frame below the decoy
+    boxes = region_boxes((2,), aspect=W / H)
+    sims = clip_region_scorer(clip, q, boxes)(frames)
+    assert sims.shape == (1, 3, 10)
+    best = sims[0].max(axis=1)
+    assert int(np.argmax(best)) == 1 and best[1] > 0.999  # the window holding the target matches it
+    assert int(np.argmax(sims[0, 1])) == 6
+    assert best[1] > whole[1] and best[1] > best[2]
+
+
+def test_search_with_regions_keeps_the_window_that_made_the_frame(clip):
+    sticker, frames = scenes()
+    q = clip.embed_images([sticker])
+    times = np.array([10.0, 20.0, 30.0])
+    pixels = dict(zip(times.tolist(), frames, strict=True))
+    whole = (clip.embed_images(frames) @ q.T).T  # (1, 3)
+    boxes = region_boxes((2,), aspect=W / H)
+    scorer = clip_region_scorer(clip, q, boxes)
+
+    def regions(ts):
+        return scorer([pixels[float(t)] for t in ts]), boxes
+
+    # a random tiny CLIP scores everything within a few thousandths: any peak counts (min_peak)
+    params = SearchParams(k=1, zoom_rounds=0, peak_margin=None, region_frames=3, min_peak=-10.0)
+    plain = keyframe_search(times, whole, weights=[1.0], params=params)
+    zoomed = keyframe_search(times, whole, weights=[1.0], params=params, regions=regions)
+    assert plain.times == [10.0] and zoomed.times == [20.0]
+    assert plain.keyframes[0].region is None
+    assert zoomed.keyframes[0].region == pytest.approx(tuple(boxes[6]))
+    d = zoomed.as_dict()
+    assert d["keyframes"][0]["region"] == [round(float(x), 3) for x in boxes[6]]
+    assert d["trace"][0]["regions"]["frames"] == 3 and d["trace"][0]["regions"]["best"]["t"] == 20.0
