@@ -23,7 +23,7 @@ a { color: #2b6cb0; } :target { outline: 3px solid #e53e3e; outline-offset: 2px;
 .scenes { position: relative; height: 118px; border: 1px solid #e2e8f0; background: #f7fafc; }
 .scene { position: absolute; top: 0; bottom: 0; overflow: hidden; border-right: 2px solid #fff;
          background: #edf2f7; font-size: 11px; }
-.scene img { display: block; width: 100%; height: 72px; object-fit: cover; }
+.scene img { display: block; width: 100%; height: 72px; object-fit: contain; background: #1a202c; }
 .scene .cap { padding: 1px 3px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .sheet { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 10px; }
 .card { border: 1px solid #e2e8f0; border-radius: 4px; padding: 4px; background: #fff; }
