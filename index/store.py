@@ -64,6 +64,9 @@ class Store(StageRows):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             if readonly is None:
                 readonly = not memory and not writable(self.path)
+                if readonly and not self.path.exists():
+                    raise DatabaseReadOnly(self.path.parent, "cannot create the database here: the folder is "
+                                                             "not writable", "set VQA_HOME or --db to a writable place")
             self.readonly = bool(readonly)
             conn = connect(self.path, readonly=self.readonly)
             self.db = sqlite_utils.Database(conn)

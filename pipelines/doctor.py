@@ -95,7 +95,8 @@ def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
                 store = Store(db_path, readonly=True)
                 n = len(store.list_videos())
                 store.close()
-            checks.append(_check("database", integrity == "ok", f"{db_path}: integrity {integrity}, {n} videos"))
+            detail = f"integrity ok, {n} videos" if integrity == "ok" else f"damaged: {integrity}"
+            checks.append(_check("database", integrity == "ok", f"{db_path}: {detail}"))
         except Exception as e:  # noqa: BLE001
             checks.append(_check("database", False, f"{db_path}: {e}"))
     else:

@@ -192,7 +192,7 @@ def test_read_only_folder_without_wal_files_is_read_immutable(cli, indexed, medi
     assert sorted(p.name for p in indexed.parent.iterdir()) == ["vqa.db"]
 
 
-def test_read_only_home_without_a_database(cli, tmp_path, monkeypatch):
+def test_read_only_home_without_a_database(cli, media, tmp_path, monkeypatch):
     home = tmp_path / "ro-home"
     home.mkdir()
     monkeypatch.setenv("VQA_HOME", str(home))
@@ -200,6 +200,8 @@ def test_read_only_home_without_a_database(cli, tmp_path, monkeypatch):
         res = cli("ls", with_db=False)
         assert res.exit_code == 0 and res.stdout == "" and res.stderr == ""
         one_line(cli("scenes", "x.mp4", with_db=False), 1, "no database yet")
+        one_line(cli("index", str(media["a"]), *TINY, with_db=False), 1,
+                 f"error: {home}: cannot create the database here: the folder is not writable", "VQA_HOME")
     assert list(home.iterdir()) == []
 
 
