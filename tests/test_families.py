@@ -125,6 +125,16 @@ def test_captions_are_batched_in_one_generate_call(family_dirs):
     assert ans.caption_frames(frames, "Describe this scene in one short sentence.", max_new_tokens=5) == first
 
 
+def test_a_bare_video_llm_folder_is_a_captioner(family_dirs):
+    from pipelines.stages.caption import VLMCaptioner, load_captioner
+
+    cap = load_captioner(str(family_dirs("qwen3-vl")), device="cpu")
+    assert isinstance(cap, VLMCaptioner) and cap.answerer.family.name == "qwen3-vl" and cap.random_weights
+    frames = [np.full((90, 160, 3), c, dtype=np.uint8) for c in COLOURS]
+    captions = cap.caption(frames)
+    assert len(captions) == 3 and all(isinstance(c, str) and c for c in captions)
+
+
 @pytest.mark.slow
 def test_every_family_answers_and_captions_through_the_cli(cli, silent_scenes_video, family_dirs):
     """`vqa index --captioner generic:<folder>` and `vqa ask --answerer <family>:<folder>` for each family."""

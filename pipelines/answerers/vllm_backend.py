@@ -1,7 +1,7 @@
 """vLLM in-process (``--answerer vllm:MODEL``, ``pip install 'vqa[vllm]'``, a CUDA GPU): the same prompt,
 frames and pixel budgets as the transformers path (``generic.py``'s family adapters prepare the images,
-the model's own chat template renders the turn), greedy and seeded; ``answer_many`` (``ask --batch``,
-``--questions``, ``eval``) and captioning send all their requests to vLLM at once for throughput.
+the model's own chat template renders the turn), greedy and seeded; ``answer_many`` and captioning send
+all their requests to vLLM in one call, for throughput.
 
 vLLM is imported only when this backend loads; without it the load fails in one line saying how to get it.
 """
@@ -67,7 +67,8 @@ class VLLMAnswerer(Answerer):
             self.processor = AutoProcessor.from_pretrained(where, local_files_only=local)
             self.llm = vllm.LLM(model=where, dtype=dtype or "auto", seed=0,
                                 limit_mm_per_prompt={"image": self.max_images},
-                                max_model_len=int(os.environ.get("VQA_VLLM_MAX_MODEL_LEN", 32768)))
+                                max_model_len=int(os.environ.get("VQA_VLLM_MAX_MODEL_LEN", 32768)),
+                                enforce_eager=os.environ.get("VQA_VLLM_EAGER", "") == "1")
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelError(f"vllm cannot load '{target}': {first_line(e)}") from e
         self._sampling = vllm.SamplingParams

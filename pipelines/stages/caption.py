@@ -133,6 +133,12 @@ def load_captioner(spec: str, *, device: str | None = None, random_weights: bool
 
 
 def _load_hf(target: str, *, device: str | None = None, **_: object) -> Captioner:
+    mtype = model_type(target)
+    if mtype not in ("blip", "vision-encoder-decoder"):
+        from pipelines.answerers.generic import image_text_to_text
+
+        if image_text_to_text(mtype):  # a video-LLM folder or hub id: captions through the generic backend
+            return _load_generic(target, device=device)
     return HFCaptioner(target, device=device)
 
 
@@ -157,8 +163,8 @@ def _load_generic(target: str, *, device: str | None = None, **_: object) -> Cap
 def _answerer_spec(target: str) -> bool:
     from pipelines.backends import registry
 
-    prefix, sep, _ = target.partition(":")
-    return bool(sep) and prefix in {b.name for b in registry.backends("answerer")}
+    names = {b.name for b in registry.backends("answerer")}
+    return target in names or target.partition(":")[0] in names  # tiny-qwen3-vl, qwen3-vl:ID, vllm:ID
 
 
 def _identify_generic(target: str, **options: object) -> str:
