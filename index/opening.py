@@ -1,9 +1,9 @@
 """Opening the database: read-write or read-only, and a cheap health check before anything trusts it.
 
 * A damaged header (not "SQLite format 3", an impossible page size) is seen from the first 100 bytes.
-* ``PRAGMA quick_check`` runs under a budget of SQLite VM steps (a progress handler stops it): a small
-  database is checked whole on every open, a large one as far as the budget goes; damage further in is
-  reported by SQLite when a command reaches it (mapped to the same one-line message).
+* ``PRAGMA quick_check`` runs under a time budget (a timer interrupts it): a database up to ~100 MB is
+  checked whole on every open, a larger one as far as the budget goes; damage further in is reported by
+  SQLite when a command reaches it (mapped to the same one-line message).
 * Read-only opening uses SQLite's ``mode=ro`` URI; a WAL database in a folder where SQLite cannot create
   its shared-memory file is opened ``immutable`` (nothing can change it there anyway).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .errors import ADVICE_CORRUPT, DatabaseCorrupt, DatabaseUnavailable, storag
 
 BUSY_TIMEOUT_S = 60.0
 HEADER = b"SQLite format 3\x00"
-QUICK_CHECK_STEPS = 4_000_000  # SQLite VM steps: a few tens of MB of database, some tens of milliseconds
+QUICK_CHECK_S = 0.1  # at most this long per open: ~100 MB of database checked whole on a warm cache
 
 
 def check_header(path: Path) -> None:
@@ -76,26 +77,31 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def quick_check(conn: sqlite3.Connection, path: Path, *, steps: int = QUICK_CHECK_STEPS) -> None:
-    """Raise DatabaseCorrupt when SQLite's quick check finds damage within ``steps`` VM steps."""
-    budget = [steps // 1000]
+def quick_check(conn: sqlite3.Connection, path: Path, *, budget_s: float = QUICK_CHECK_S) -> None:
+    """Raise DatabaseCorrupt when SQLite's quick check finds damage within ``budget_s`` seconds (the check
+    runs inside one VM step, so the budget is time: a timer interrupts it; what it reached was fine)."""
+    lock, state = threading.Lock(), {"running": True}
 
-    def tick() -> int:
-        budget[0] -= 1
-        return 1 if budget[0] < 0 else 0
+    def stop() -> None:
+        with lock:
+            if state["running"]:
+                conn.interrupt()
 
-    conn.set_progress_handler(tick, 1000)
+    timer = threading.Timer(budget_s, stop)
+    timer.start()
     try:
         rows = conn.execute("PRAGMA quick_check(5)").fetchall()
     except sqlite3.OperationalError as e:
         if "interrupted" in str(e):
-            return  # out of budget: nothing wrong found so far
+            return  # out of time: nothing wrong found so far
         raise
     except sqlite3.DatabaseError as e:
         raise DatabaseCorrupt(path, f"the database is damaged ({e})", ADVICE_CORRUPT) from e
     finally:
-        conn.set_progress_handler(None, 0)
-    problems = [r[0] for r in rows if r[0] != "ok"]
+        with lock:
+            state["running"] = False
+        timer.cancel()
+    problems = [str(r[0]).replace("\n", "; ") for r in rows if r[0] != "ok"]
     if problems:
         raise DatabaseCorrupt(path, f"the database is damaged ({problems[0]})", ADVICE_CORRUPT)
 
