@@ -194,6 +194,34 @@ def test_vllm_without_vllm_says_how_to_install(cli, silent_scenes_video, family_
     assert len(err.splitlines()) == 1 and "pip install 'vqa[vllm]'" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("family", ["qwen3-vl", "smolvlm"])
+def test_vllm_gets_the_prompt_frames_and_budgets_of_the_transformers_path(family, family_dirs):
+    """The vLLM backend's request, built without the engine, against what the transformers path sent."""
+    from pipelines.answerers.vllm_backend import VLLMAnswerer
+
+    hf = load(family, family_dirs)
+    req = request(pixel_budgets=[64 * 64 * 3, 64 * 64, 32 * 32 * 2])
+    out = hf.answer(req)
+    kw, _ = hf.processor.calls[-1]
+    engine_free = VLLMAnswerer.__new__(VLLMAnswerer)
+    engine_free.processor, engine_free.family, engine_free.max_images = hf.processor.inner, hf.family, 8
+    conv, switches, (context, images, prompt) = engine_free.conversation(req)
+    assert prompt == out.prompt and context == out.context_used
+    assert [im.size for im in images] == [im.size for im in kw["images"]] == out.frame_sizes
+    parts = conv[0]["content"]
+    assert [p["text"] for p in parts if p["type"] == "text"][:3] == [f"Frame {i + 1} at {t:.1f} s:"
+                                                                     for i, t in enumerate(TIMES)]
+    assert [p["image_pil"].size for p in parts if p["type"] == "image_pil"] == out.frame_sizes
+    if family == "qwen3-vl":  # the widened pixel range, as vLLM passes it to the processor
+        size = kw["images_kwargs"]["size"]
+        assert switches == {"min_pixels": size["shortest_edge"], "max_pixels": size["longest_edge"]}
+    else:
+        assert switches == {"do_image_splitting": False}
+    engine_free.max_images = 2
+    with pytest.raises(ModelError, match="VQA_VLLM_MAX_IMAGES"):
+        engine_free.conversation(req)
+
+
 def test_vllm_processor_switches():
     from pipelines.answerers.vllm_backend import flat_kwargs
 

@@ -95,19 +95,25 @@ class VLLMAnswerer(Answerer):
                 out[i] = (r.outputs[0].text, len(r.outputs[0].token_ids))
         return [o or ("", 0) for o in out]
 
+    def conversation(self, req: AnswerRequest) -> tuple[list[dict], dict[str, Any], tuple[list, list, str]]:
+        """What vLLM gets for one request (the turn, the processor switches) and what the answer records
+        (the context lines, the images as sent, the prompt as the chat template renders it)."""
+        if len(req.frames) > self.max_images:
+            raise ModelError(f"{len(req.frames)} frames but vllm was started for {self.max_images} images "
+                             "per request: set VQA_VLLM_MAX_IMAGES or ask for fewer --frames")
+        context = select_context(req.context, query_of(req), max_lines=self.max_context_lines)
+        images, kw = self.family.prepare(self.processor, list(req.frames), budgets_of(req))
+        content = content_of(req, images, lambda im: {"type": "image_pil", "image_pil": im}, context)
+        return [{"role": "user", "content": content}], flat_kwargs(kw), (context, images, self._render(content))
+
     def answer_many(self, reqs: Sequence[AnswerRequest]) -> list[Answer]:
         reqs = list(reqs)
         convs, kwargs, prepared = [], [], []
         for req in reqs:
-            if len(req.frames) > self.max_images:
-                raise ModelError(f"{len(req.frames)} frames but vllm was started for {self.max_images} images "
-                                 "per request: set VQA_VLLM_MAX_IMAGES or ask for fewer --frames")
-            context = select_context(req.context, query_of(req), max_lines=self.max_context_lines)
-            images, kw = self.family.prepare(self.processor, list(req.frames), budgets_of(req))
-            content = content_of(req, images, lambda im: {"type": "image_pil", "image_pil": im}, context)
-            convs.append([{"role": "user", "content": content}])
-            kwargs.append(flat_kwargs(kw))
-            prepared.append((context, images, self._render(content)))
+            conv, kw, record = self.conversation(req)
+            convs.append(conv)
+            kwargs.append(kw)
+            prepared.append(record)
         texts = self._chat(convs, kwargs, [r.seed for r in reqs], [r.max_new_tokens for r in reqs])
         return [finish(req, text, prompt=prompt, context=context, frames_seen=req.timestamps[:len(images)],
                        frame_sizes=[im.size for im in images], generated_tokens=n)
