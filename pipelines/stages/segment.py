@@ -140,19 +140,25 @@ class SceneSegmenter:
         self._recent: dict[int, np.ndarray] = {}  # sample index -> tiny HSV picture, the last few seconds
         self._pending: list[int] = []  # reported cuts (sample index) waiting for the hold to pass
         self._returns: list[tuple[int, np.ndarray]] = []  # pictures before changes that came back
-        self._score: dict[int, float] = {}  # sample index -> change from the sample before (tiny HSV)
+        self._score: dict[int, float] = {}  # sample index -> mean change from the sample before (tiny HSV)
+        self._frac: dict[int, float] = {}  # sample index -> share of pixels that changed a lot (RGB > 48)
+        self._rgb_prev: np.ndarray | None = None
         self._still = max(1, int(round(0.5 * params.fps)))
 
     def _still_cut(self, k: int) -> None:
         """A clear change between two still pictures is a cut however small it is (a slide change: new
         text on the same background), which the detectors' thresholds, made for moving footage, miss."""
-        score = self._score.get(k)
-        if score is None or score < 0.2 or k in self._pending:
+        score, frac = self._score.get(k), self._frac.get(k)
+        if score is None or frac is None or k in self._pending:
             return
-        around = [self._score.get(j) for j in range(k - self._still, k + self._still + 1) if j != k]
-        if None in around:  # still for a while before and after, not the video's first moments
+        # a few pixels changed a lot (new text), or the whole picture changed evenly (a new colour); a
+        # codec's keyframe changes many pixels a little and is neither
+        if frac < 0.002 and score < 3.0:
             return
-        if max(around) <= min(1.0, score / 6):
+        near = [j for j in range(k - self._still, k + self._still + 1) if j != k]
+        if any(j not in self._score or j not in self._frac for j in near):  # not the first moments
+            return
+        if max(self._score[j] for j in near) <= min(1.0, score / 6) and max(self._frac[j] for j in near) <= 0.001:
             self._pending.append(k)
 
     def _small(self, rgb: np.ndarray, width: int) -> np.ndarray:
@@ -172,10 +178,13 @@ class SceneSegmenter:
         bgr = self._cv2.cvtColor(small, self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         if self._hold:
+            rgb_tiny = self._small(small, 128).astype(np.int16)
             tiny = self._cv2.cvtColor(self._small(small, 128), self._cv2.COLOR_RGB2HSV).astype(np.int16)
-            if i - 1 in self._recent:
+            if i - 1 in self._recent and self._rgb_prev is not None:
                 self._score[i] = float(np.abs(tiny - self._recent[i - 1]).mean())
+                self._frac[i] = float((np.abs(rgb_tiny - self._rgb_prev).max(axis=2) > 48).mean())
             self._recent[i] = tiny
+            self._rgb_prev = rgb_tiny
             self._pending += [min(c.frame_num, i) for c in cuts]
             self._still_cut(i - self._still)
             self._settle(i, final=False)
@@ -208,6 +217,7 @@ class SceneSegmenter:
         self._returns = [(j, r) for j, r in self._returns if j >= keep_from]
         for j in [j for j in self._score if j < keep_from]:
             del self._score[j]
+            self._frac.pop(j, None)
 
     def _close_at_frame(self, k: int) -> None:
         k = min(k, len(self.times) - 1)
