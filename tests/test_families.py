@@ -93,14 +93,20 @@ def test_family_answers_with_frames_in_time_order_and_budgets(family, family_dir
     assert (again.text, again.prompt) == (out.text, out.prompt)  # greedy, seeded
 
 
-def test_qwen25_through_the_generic_backend_keeps_its_28px_grid(tmp_path):
-    from pipelines.backends.tiny_vlm import build_tiny_qwen2_5_vl
+@pytest.mark.parametrize("which", ["qwen2.5-vl", "llava-onevision"])
+def test_the_older_families_through_the_generic_backend(which, models_home):
+    from pipelines.backends import tiny_vlm
 
-    ans = load_answerer(f"generic:{build_tiny_qwen2_5_vl(tmp_path)}", device="cpu")
-    assert ans.family.name == "qwen-vl"
-    out = ans.answer(request(pixel_budgets=[28 * 28 * 12, 28 * 28 * 4, 28 * 28 * 2]))
-    assert all(w % 28 == 0 and h % 28 == 0 for w, h in out.frame_sizes)
-    assert [w * h for w, h in out.frame_sizes] == sorted((w * h for w, h in out.frame_sizes), reverse=True)
+    build = tiny_vlm.build_tiny_qwen2_5_vl if which == "qwen2.5-vl" else tiny_vlm.build_tiny_llava_onevision
+    ans = load_answerer(f"generic:{build(models_home)}", device="cpu")
+    assert ans.family.name == ("qwen-vl" if which == "qwen2.5-vl" else "llava-ov")
+    budgets = [28 * 28 * 12, 28 * 28 * 4, 28 * 28 * 2]
+    out = ans.answer(request(pixel_budgets=budgets))
+    assert out.generated_tokens > 0
+    areas = [w * h for w, h in out.frame_sizes]
+    assert areas[0] > areas[1] > areas[2] and all(a <= b for a, b in zip(areas, budgets))
+    if which == "qwen2.5-vl":
+        assert all(w % 28 == 0 and h % 28 == 0 for w, h in out.frame_sizes)
 
 
 def test_bare_folders_dispatch_by_model_type(family_dirs):
