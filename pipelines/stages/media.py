@@ -4,6 +4,11 @@ One decode pass per video: ffmpeg samples (``fps=``) and scales (``scale=``) in 
 pipes raw RGB frames; Python reads them one at a time, so memory is bounded by one frame, never by
 the video's length. The ``showinfo`` filter reports each output frame's presentation time on stderr,
 so timestamps are the video's own, also on variable-frame-rate files.
+
+Reads at chosen times (``read_frame_at``, ``decode(start=…)``) go through ``seek.frames_at`` and give
+the frames this sequential decode shows at those times. Paths are always opened as ``file:`` URLs with
+the file protocol only, so a local name that looks like a URL is never fetched. Which ffmpeg runs is
+decided in ``ffmpeg_bin`` (``VQA_FFMPEG``, PATH when recent enough, else the bundled binary).
 """
 
 from __future__ import annotations
