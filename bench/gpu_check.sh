@@ -12,7 +12,7 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #       --platform manylinux_2_28_x86_64 -d wheels $PACKAGES      (the list below)
 #   pip download --no-deps --only-binary=:all: ... -d wheels torchvision==<the build matching its torch>
-#   pip download --no-deps ... -d wheels faiss-gpu-cu12        # optional: FAISS on the GPU (instead of faiss-cpu)
+#   pip download ... -d wheels faiss-gpu-cu12 (+ its nvidia-* wheels)  # optional: FAISS on the GPU, in a venv of its own
 #   pip download ... -d wheels vllm                            # optional: vLLM and its dependencies
 #
 # Nothing is downloaded here (HF_HUB_OFFLINE=1); the models are built locally with random weights.
@@ -78,15 +78,11 @@ if [ -z "${VQA_CHECK_NO_INSTALL:-}" ]; then
     fi  # else: no venv module (or no pip in it): install for the current interpreter's user
     PIP=("$VPY" -m pip install -q --no-index --find-links "$WHEELS" --disable-pip-version-check --no-deps)
     [ "$VPY" = "$PY" ] && PIP+=(--user)
-    FAISS=faiss-cpu
-    if ls "$WHEELS"/faiss_gpu* >/dev/null 2>&1; then
-        FAISS=$(basename "$(ls "$WHEELS"/faiss_gpu* | head -n 1)" | cut -d- -f1 | tr _ -)
-    fi
     # shellcheck disable=SC2086
-    if ! check install 240 "${PIP[@]}" $PACKAGES "$FAISS"; then
+    if ! check install 240 "${PIP[@]}" $PACKAGES faiss-cpu; then
         echo "prepare $WHEELS with: pip download --no-deps --only-binary=:all: --python-version" \
              "$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
-             "--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d $WHEELS" $PACKAGES "$FAISS" >&2
+             "--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d $WHEELS" $PACKAGES faiss-cpu >&2
         exit 1
     fi
     if ! "$VPY" -c "import torchvision" >/dev/null 2>&1; then
@@ -161,9 +157,19 @@ for fam in $FAMILIES; do
     check "index+ask:$fam" 150 bash -c 'family_cli "$1"' _ "$fam"
 done
 
-# --- FAISS on the GPU ----------------------------------------------------------------------------------------
-if "$VPY" -c "import faiss, sys; sys.exit(0 if faiss.get_num_gpus() > 0 else 1)" >/dev/null 2>&1; then
-    check faiss-gpu 60 "$VPY" -c "
+# --- FAISS on the GPU (faiss-gpu in a venv of its own: vqa's runs above use faiss-cpu; never both in one) -----
+FPY="$VPY"
+if ! "$FPY" -c "import faiss, sys; sys.exit(0 if faiss.get_num_gpus() > 0 else 1)" >/dev/null 2>&1; then
+    FPY=""
+    GPU_WHEEL=$(ls "$WHEELS"/faiss_gpu* 2>/dev/null | head -n 1)
+    if [ -n "$GPU_WHEEL" ] && "$PY" -m venv --system-site-packages "$WORK/faiss-venv" >/dev/null 2>&1 &&
+       "$WORK/faiss-venv/bin/python" -m pip install -q --no-index --find-links "$WHEELS" "$GPU_WHEEL" \
+           >"$WORK/faiss-install.log" 2>&1; then
+        FPY="$WORK/faiss-venv/bin/python"
+    fi
+fi
+if [ -n "$FPY" ] && "$FPY" -c "import faiss, sys; sys.exit(0 if faiss.get_num_gpus() > 0 else 1)" >/dev/null 2>&1; then
+    check faiss-gpu 60 "$FPY" -c "
 import faiss, numpy as np
 x = np.random.default_rng(0).standard_normal((20000, 512)).astype('float32'); faiss.normalize_L2(x)
 cpu = faiss.IndexFlatIP(512); cpu.add(x)
@@ -172,7 +178,7 @@ d1, i1 = cpu.search(x[:64], 10); d2, i2 = gpu.search(x[:64], 10)
 assert (i1[:, 0] == i2[:, 0]).all() and np.allclose(d1, d2, atol=1e-4)
 print('faiss', faiss.__version__, 'GPU search agrees with CPU on 64 queries')"
 else
-    record SKIP faiss-gpu "no faiss-gpu (not in $WHEELS, or it sees no GPU)"
+    record SKIP faiss-gpu "no faiss-gpu wheel in $WHEELS, or it did not install (with its CUDA libraries), or it sees no GPU"
 fi
 
 # --- vLLM in-process, when it installs ----------------------------------------------------------------------
