@@ -5,6 +5,7 @@ row for row as a local run, nothing sent twice, failures one line each, a worker
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -79,6 +80,20 @@ def test_without_ray_one_line_says_how_to_install_it(cli, folder, monkeypatch):
     assert res.exit_code == 1 and "pip install 'vqa[ray]'" in res.stderr
     res = cli("index", str(folder / "v0.mp4"), "--engine", "spark")
     assert res.exit_code == 2 and "unknown --engine 'spark'" in res.stderr
+
+
+def test_a_cluster_address_nothing_listens_on_is_one_line(cli, folder):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("this process already holds a Ray connection")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = cli("index", str(folder / "v0.mp4"), "--profile", "tiny", "--engine", "ray", "--address",
+              f"127.0.0.1:{port}")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [f"error: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection "
+                                       "refused (is `ray start --head` running there, and the port open?)"]
 
 
 def test_index_on_ray_equals_local_and_a_rerun_sends_nothing(cluster, cli, folder, local_db):

@@ -57,6 +57,9 @@ class RayCluster:
 
         ray = self.ray
         if not ray.is_initialized():
+            if self.address:
+                _check_reachable(self.address)
+                _token_mode_if_token()
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR)
@@ -92,6 +95,45 @@ class RayCluster:
 
     def resources(self) -> dict[str, float]:
         return dict(self.ray.cluster_resources())
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) that nothing listens on fails here in one line: Ray itself keeps
+    retrying for minutes."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__.replace("Error", " error").lower() or str(e)
+        raise VqaError(f"cannot reach the Ray cluster at {address}: {why} (is `ray start --head` running "
+                       "there, and the port open?)") from None
+
+
+def _token_mode_if_token() -> None:
+    """Connect to a cluster that uses token authentication (Ray's default for a head started where a token
+    exists) as `ray start` does: in token mode whenever a token is at hand and no mode was chosen; Ray's
+    client alone would connect without it and be refused."""
+    import logging
+
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+    except ImportError:  # pragma: no cover - a Ray without token authentication
+        return
+    log = logging.getLogger(setup.__name__)
+    level = log.level
+    log.setLevel(logging.ERROR)  # its notice that token mode is on is not news to the user
+    try:
+        setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except Exception:  # noqa: BLE001 - then Ray says what is wrong when it connects
+        pass
+    finally:
+        log.setLevel(level)
 
 
 def worker_env(extra: Iterable[str] = ()) -> dict[str, str]:
