@@ -21,14 +21,8 @@ from typing import Any
 from index.errors import StoreError
 from index.store import Store
 from pipelines.backends.profiles import Models
-from pipelines.engines.ray_engine import (
-    ActorPool,
-    ProgressFn,
-    RayCluster,
-    WorkerDied,
-    index_on_ray,
-    make_pool,
-)
+from pipelines.engines.cluster import ActorPool, RayCluster, WorkerDied, make_pool
+from pipelines.engines.ray_engine import ProgressFn, index_on_ray
 from pipelines.engines.worker import WorkerSpec
 from pipelines.errors import VqaError
 from pipelines.indexing import IndexOptions

@@ -108,15 +108,3 @@ class Worker:
             return {"error": str(e)}
         except StoreError as e:  # the database, not this item: the driver stops with this one line
             return {"fatal": str(e)}
-
-    def eval(self, runner_args: dict, item: Any, method: str) -> dict[str, Any]:
-        """One (item, method) of `vqa eval`, through the product's own runner over the main database opened
-        read-only (the videos were indexed by the driver first); the runner's exception comes back as text."""
-        from pipelines.eval.runner import make_runner
-
-        if getattr(self, "_runner", None) is None:
-            self._runner = make_runner(self._main_store(), self.models, None, **runner_args)
-        try:
-            return {"result": self._runner(item, method)}
-        except Exception as e:  # noqa: BLE001 - run_eval records it as the item's error line
-            return {"error": f"{type(e).__name__}: {e}", "type": type(e).__name__, "message": str(e)}
