@@ -222,7 +222,8 @@ def _fuse_moments(moments: list[dict], *, visual_weight: float = 1.0) -> list[di
     for m in sorted(vis + txt, key=lambda m: -m["rrf"]):
         ranker = "visual" if m["channel"] == "visual" else "text"
         for g in merged:
-            if m["start"] < g["end"] and g["start"] < m["end"]:  # they share time (touching shots do not)
+            if m.get("video_id") == g.get("video_id") and m["start"] < g["end"] and g["start"] < m["end"]:
+                # they share time (touching shots do not), in one video
                 if ranker not in g["rankers"]:  # sorted by rrf: a ranker's first hit here is its best
                     g["rankers"].add(ranker)
                     g["rrf"] += m["rrf"]
@@ -231,21 +232,26 @@ def _fuse_moments(moments: list[dict], *, visual_weight: float = 1.0) -> list[di
                     g["text"] = m["text"]
                 break
         else:
-            merged.append({"start": m["start"], "end": m["end"], "t": m["t"], "rrf": m["rrf"], "rankers": {ranker},
+            merged.append({"video_id": m.get("video_id"), "start": m["start"], "end": m["end"], "t": m["t"],
+                           "rrf": m["rrf"], "rankers": {ranker},
                            "channels": [m["channel"]], "text": m.get("text"),
                            "visual_score": m["score"] if m["channel"] == "visual" else None,
                            "region": m.get("region")})
     merged.sort(key=lambda g: -g["rrf"])
-    return [{"start": round(g["start"], 3), "end": round(g["end"], 3), "score": round(g["rrf"], 4),
+    return [{**({"video_id": g["video_id"]} if g["video_id"] is not None else {}),
+             "start": round(g["start"], 3), "end": round(g["end"], 3), "score": round(g["rrf"], 4),
              "channels": g["channels"], "text": g["text"],
              "visual_score": None if g["visual_score"] is None else round(g["visual_score"], 4),
              "region": g.get("region"), "t": g["t"]} for g in merged]
 
 
 def search_library(store: Store, models: Models, text: str, *, top: int = 10) -> dict:
-    """`vqa search --all`: every indexed video, through the library-wide FAISS index."""
+    """`vqa search --all`: every indexed video; the frames through the library-wide FAISS index and the
+    speech and on-screen text of every video, fused as single-video search fuses them (``_fuse_moments``;
+    moments merge only within one video)."""
     from index.vectors import LibraryIndex, top_k
     from pipelines.backends.index_models import library_clip
+    from pipelines.search.textsearch import search_texts
 
     lib = LibraryIndex.load(store, library_clip(store, models))
     clip = models.clip()
@@ -255,19 +261,30 @@ def search_library(store: Store, models: Models, text: str, *, top: int = 10) ->
     qv = (q * w[:, None]).sum(axis=0)
     qv /= max(np.linalg.norm(qv), 1e-12)
     scores, ids = top_k(lib.index, qv[None, :], top * 20)
-    results, seen = [], []
+    moments, seen = [], []
     for s, i in zip(scores[0], ids[0]):
         vid, t = lib.video_ids[i], float(lib.times[i])
         if any(v == vid and abs(t - u) < 2.0 for v, u in seen):
             continue
         seen.append((vid, t))
-        video = store.get_video(vid)
-        results.append({"video": video["path"] if video else vid, "video_id": vid, "start": max(0.0, t - 0.5),
-                        "end": t + 0.5, "score": round(float(s), 4), "channels": ["visual"]})
-        if len(results) >= top:
+        moments.append({"video_id": vid, "start": max(0.0, t - 0.5), "end": t + 0.5, "t": t, "score": float(s),
+                        "channel": "visual", "text": None})
+        if len(seen) >= 2 * top:
             break
-    return {"query": text, "videos": int(len(set(lib.video_ids.tolist()))), "frames": int(lib.index.ntotal),
-            "clip_random_weights": bool(clip.random_weights), "moments": results}
+    videos = [r["id"] for r in store.db.query("select id from videos")]
+    temb = models.text_embedder() if models.profile.text_embedder else None
+    for h in search_texts(store, videos, text, text_embedder=temb, limit=2 * top):
+        row = store.db.execute("select video_id from runs where key = ?", [h.run_key]).fetchone()
+        moments.append({"video_id": row[0] if row else None, "start": h.start, "end": h.end,
+                        "t": (h.start + h.end) / 2, "score": None, "channel": h.source, "text": h.text})
+    random_clip = bool(clip.random_weights)
+    results = []
+    for m in _fuse_moments(moments, visual_weight=0.01 if random_clip else 1.0)[:top]:
+        video = store.get_video(m["video_id"])
+        results.append({"video": video["path"] if video else m["video_id"], **m})
+    with_text = {m["video_id"] for m in moments if m["channel"] != "visual"}
+    return {"query": text, "videos": int(len(set(lib.video_ids.tolist()) | with_text)),
+            "frames": int(lib.index.ntotal), "clip_random_weights": random_clip, "moments": results}
 
 
 def _scenes(store: Store, video_id: str) -> list[dict]:
@@ -317,6 +334,7 @@ class Asker:
         """Answer from given keyframes (the product's search, or a baseline's) plus the timed text:
         the search's text hits, the lines around the keyframes and the captions of their scenes."""
         from pipelines.answerers.base import AnswerRequest, ContextLine
+        from pipelines.answerers.prompt import answer_fields
 
         opts = self.opts
         t0 = started or time.perf_counter()
@@ -351,8 +369,10 @@ class Asker:
         answerer = self.models.answerer()
         req = AnswerRequest(question=question, options=list(options or []), frames=frames,
                             timestamps=[k.t for k in kfs], context=context, pixel_budgets=budgets,
-                            seed=opts.seed, max_new_tokens=opts.max_new_tokens)
+                            seed=opts.seed, max_new_tokens=opts.max_new_tokens,
+                            relevance=self._relevance(question, context))
         ans = answerer.answer(req)
+        shown = answer_fields(ans)
         t3 = time.perf_counter()
         saved, problems = [], []
         if save_frames:  # a folder that cannot take them costs the frames, never the answer or its log
@@ -365,8 +385,7 @@ class Asker:
         trace = (search.result.trace if search else []) + [{"media": w} for w in media_warnings]
         result = {
             "video": video["path"], "video_id": video["id"], "question": question, "options": list(options or []),
-            "answer": {"text": ans.text, "choice": ans.choice, "choice_text": ans.choice_text,
-                       "cited": [round(c, 3) for c in ans.cited]},
+            "answer": shown,
             "keyframes": [{**k.as_dict(), "scene": _scene_of(scenes, k.t), "pixels": b,
                            **({"image": saved[i]} if saved else {})} for i, (k, b) in enumerate(zip(kfs, budgets))],
             "scenes": [{"scene": s["idx"] + 1, "start": round(s["start"], 3), "end": round(s["end"], 3),
@@ -386,7 +405,7 @@ class Asker:
             try:
                 result["answer_id"] = self.store.add_answer({
                     "video_id": video["id"], "question": question, "options": list(options or []),
-                    "answer": ans.text, "choice": ans.choice, "keyframes": result["keyframes"],
+                    "answer": shown["text"], "choice": shown["choice"], "keyframes": result["keyframes"],
                     "evidence": result["context"], "settings": settings, "timings": result["timings"],
                     "trace": trace})
             except StoreError as e:  # read-only or full: the answer stands, unlogged, and says so
@@ -394,6 +413,14 @@ class Asker:
         if problems:
             result["problems"] = problems
         return result
+
+    def _relevance(self, question: str, context: list) -> list[float] | None:
+        """Each line's sentence-embedding similarity to the question (one of the signals of how well the
+        evidence supports the answer); None without a text embedder."""
+        if not context or not self.models.profile.text_embedder:
+            return None
+        vecs = self.models.text_embedder().embed_texts([question] + [c.text for c in context])
+        return [round(float(x), 4) for x in vecs[1:] @ vecs[0]]
 
     def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict, warnings: list[str] | None = None) -> list:
         """Answer-resolution frames at the keyframes' times: zoom frames already decoded are reused;

@@ -46,9 +46,14 @@ def _print_answer(r: dict) -> None:
     a = r["answer"]
     head = f"{a['choice']}. {a['choice_text']}" if a.get("choice") else a["text"]
     typer.echo(f"Answer: {head}")
-    if a.get("choice") and a["text"].strip() not in (a["choice"], head):
-        typer.echo(f"  (model said: {a['text'].strip()})")
-    if a.get("cited"):
+    said = (a.get("model_text") or a["text"]).strip()
+    if said and said not in (a["text"].strip(), a.get("choice"), head):
+        typer.echo(f"  (model said: {said})")
+    if a.get("abstained"):
+        typer.echo(f"Why: {a['reason']}")
+    elif a.get("confidence") is not None:
+        typer.echo(f"Confidence: {a['confidence_label']} ({a['confidence']:.2f}): {a['reason']}")
+    if a.get("cited") and not a.get("abstained"):
         typer.echo("Cited: " + ", ".join(_fmt(t) for t in a["cited"]))
     models = r["settings"]["models"]
     random = [k for k, m in models.items() if m and m.get("random_weights")]

