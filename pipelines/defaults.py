@@ -21,13 +21,14 @@ SEARCH_TOP = 5  # moments `vqa search` prints
 
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
 PEAK_MARGIN = 0.3  # lead of the best peak over the runner-up, as a share of its height, for full confidence
-CONTEXT_SPACING = 0.5  # seconds between the keyframes around a confident peak
+CONTEXT_SPACING = 0.25  # seconds between the keyframes around a confident peak
 
 # spatial zoom: regions of the frames that matter (see search.regions)
 REGION_FRAMES = 24  # frames per question whose regions are scored
 REGION_GRID = (2,)  # grids scored per frame: g overlapping square windows across the short side
 REGION_OVERLAP = 0.5  # share of a cell that overlaps its neighbour
 REGION_PENALTY = 0.0  # fused z a window's score gives up against whole frames
+REGION_CALIBRATE = False  # windows brought to their frames' scale (median shift) before they compete
 
 # -- answering -------------------------------------------------------------------------------------
 FRAME_WIDTH = 448  # width of the frames given to the answerer (before per-frame budgets)

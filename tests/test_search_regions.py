@@ -50,6 +50,26 @@ def test_region_lift_takes_the_best_window_only_when_it_beats_the_frame():
     assert new[2] == 5.0
 
 
+def test_windows_are_brought_to_their_frames_scale_before_they_compete():
+    """Windows that all score 0.05 above their frames (crops of these frames just score higher) lift
+    nothing once calibrated; the one window that stands out among them still does."""
+    times = np.arange(4.0)
+    whole_raw = np.array([[0.20, 0.22, 0.21, 0.20]])
+    sims = np.tile(whole_raw[:, :, None] + 0.05, (1, 1, 3))
+    sims[0, 2, 1] = 0.40
+    boxes = np.array([[0, 0, .5, 1], [.25, 0, .75, 1], [.5, 0, 1, 1]])
+    whole = whole_raw[0] * 10
+
+    def fuse(q):
+        return q[0] * 10
+
+    raw_new, raw_where, _ = region_lift(times, whole, sims, boxes, fuse)
+    assert (~np.isnan(raw_where[:, 0])).sum() == 4  # uncalibrated: every frame "found" in a window
+    new, where, info = region_lift(times, whole, sims, boxes, fuse, whole_raw=whole_raw)
+    assert info["lifted"] == 1 and where[2].tolist() == [.25, 0, .75, 1]
+    assert new[2] == pytest.approx((0.40 - 0.05) * 10) and new[[0, 1, 3]].tolist() == whole[[0, 1, 3]].tolist()
+
+
 def test_region_candidates_best_of_each_shot_then_best_overall():
     t = np.arange(0.0, 60.0)
     s = np.zeros(60)

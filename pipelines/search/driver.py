@@ -60,6 +60,7 @@ class SearchParams:
     context_spacing: float = defaults.CONTEXT_SPACING  # seconds between the keyframes around it
     region_frames: int = defaults.REGION_FRAMES  # frames whose windows are scored (needs a region scorer)
     region_penalty: float = defaults.REGION_PENALTY  # fused z a window's score gives up against whole frames
+    region_calibrate: bool = defaults.REGION_CALIBRATE  # windows brought to their frames' scale first
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -149,6 +150,7 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                           "best_score": _r(all_s.max()) if len(all_s) else None}]
     explored: list[tuple[float, float]] = []
     where = np.full((len(t), 4), np.nan)  # the window that lifted each frame
+    all_raw = raw  # every frame's raw per-sub-query sims (windows are calibrated against them)
     done: list[int] = []
 
     def lift(idx: list[int]) -> dict | None:
@@ -157,7 +159,8 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
         sims, boxes = regions(all_t[idx])
         sims = np.asarray(sims, dtype=np.float64).reshape(raw.shape[0], len(idx), -1)
         new, box, info = region_lift(all_t[idx], all_s[idx], sims, np.asarray(boxes), fuse_raw,
-                                     penalty=params.region_penalty, priors=priors)
+                                     penalty=params.region_penalty, priors=priors,
+                                     whole_raw=all_raw[:, idx] if params.region_calibrate else None)
         all_s[idx] = new
         lifted = ~np.isnan(box[:, 0])
         where[np.asarray(idx)[lifted]] = box[lifted]
@@ -215,6 +218,7 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
         all_t = np.concatenate([all_t, new_t[fresh]])
         all_s = np.concatenate([all_s, new_s[fresh]])
         where = np.concatenate([where, np.full((int(fresh.sum()), 4), np.nan)])
+        all_raw = np.concatenate([all_raw, new_raw[:, fresh]], axis=1)
         rounds = np.concatenate([rounds, np.full(int(fresh.sum()), r, dtype=np.int64)])
         trace.append({"round": r, "ranges": [[_r(a), _r(b)] for a, b in ranges], "fps": _r(zoom_fps),
                       "frames_scored": int(len(new_t)), "new_frames": int(fresh.sum()),

@@ -143,16 +143,23 @@ def region_candidates(times: np.ndarray, scores: np.ndarray, budget: int, *,
 
 def region_lift(times: np.ndarray, whole: np.ndarray, sims: np.ndarray, boxes: np.ndarray,
                 fuse: Callable[[np.ndarray], np.ndarray], *, penalty: float = 0.0,
-                priors: Sequence[tuple[float, float, float]] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+                priors: Sequence[tuple[float, float, float]] = (),
+                whole_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Frames scored by their best window: ``sims`` (Q, M, R) raw sims of each window with each sub-query
     are fused window by window (``fuse((Q, n) raw) -> (n,)``, the whole frames' normalisation), priors
     added; a frame whose best window minus ``penalty`` beats its whole-frame score ``whole`` (M,) takes
     that score. Returns (new scores (M,), the lifting window of each frame (M, 4), NaN where the whole
-    frame stayed best, a summary for the trace)."""
+    frame stayed best, a summary for the trace).
+    ``whole_raw`` (Q, M): the frames' own raw sims; then the windows are first brought to the frames'
+    scale (per sub-query, the windows' median minus the frames' median is taken off when positive):
+    a crop is not better evidence than its frame just because crops of these frames score higher."""
     from pipelines.search.scores import apply_priors
 
     t = np.asarray(times, dtype=np.float64)
     q, m, r = sims.shape
+    if whole_raw is not None and m > 1:
+        shift = np.median(sims.reshape(q, -1), axis=1) - np.median(np.asarray(whole_raw).reshape(q, m), axis=1)
+        sims = sims - np.maximum(shift, 0.0)[:, None, None]
     fused = np.asarray(fuse(np.asarray(sims, dtype=np.float64).reshape(q, m * r)), dtype=np.float64)
     fused = apply_priors(np.repeat(t, r), fused, priors).reshape(m, r)
     best = fused.argmax(axis=1)
