@@ -164,3 +164,18 @@ def test_ask_batch_on_ray_answers_as_locally_in_input_order(cluster, cli, folder
     assert ids == sorted(ids) and len(set(ids)) == len(items)  # logged by the driver, one each
     logged = _rows(cli.db, "select id, question from answers order by id")
     assert [q for _, q in logged] == [it["question"] for it in items]
+
+
+def test_eval_on_ray_indexes_on_the_cluster_then_runs_as_locally(cluster, cli, folder, local_db, tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"e{i}", "video": str(folder / f"v{i}.mp4"), "question": "What is "
+                                         "shown first?", "evidence": [0.0, 1.0]}) + "\n" for i in range(VIDEOS)))
+    args = ("eval", str(bench), "--profile", "tiny", "--frames", "3", "--search", "uniform,topk", "--search-only")
+    local = cli(*args, "--out", str(tmp_path / "local.jsonl"), db_path=local_db[0])  # its videos are indexed
+    res = cli(*args, "--out", str(tmp_path / "ray.jsonl"), "--engine", "ray")  # a database with nothing yet
+    assert res.exit_code == local.exit_code == 0, res.stderr
+    got, want = (jsonl((tmp_path / f"{n}.jsonl").read_text()) for n in ("ray", "local"))
+    assert [(r["id"], r["method"], [k["t"] for k in r["keyframes"]], r["index_status"], r["hit"]) for r in got] == \
+        [(r["id"], r["method"], [k["t"] for k in r["keyframes"]], r["index_status"], r["hit"]) for r in want]
+    assert {r["index_status"] for r in got} == {"unchanged"}  # indexed on the cluster before the run
+    _same_library(cli.db, local_db[0])

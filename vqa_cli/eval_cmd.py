@@ -104,6 +104,12 @@ def eval_(
     json_out: JsonOpt = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="One line per finished item on "
                                                                            "stderr.")] = True,
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray: index the videos on a Ray cluster "
+                                                         "first (answering stays here).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster (auto, HOST:PORT, "
+                                                                  "ray://HOST:10001); default: a local one.")] = None,
+    worker_gpus: Annotated[float | None, typer.Option("--worker-gpus", min=0, help="--engine ray: GPUs per "
+                                                      "worker (default: 1 if the cluster has GPUs).")] = None,
 ) -> None:
     """Run a benchmark: search (and answer) every item, append results to --out, print a summary.
 
@@ -116,6 +122,11 @@ def eval_(
     if fmt not in formats:
         err(f"error: unknown --format '{fmt}' (choose from {FORMAT_NAMES})")
         raise typer.Exit(2)
+    from pipelines.engines import check_engine, progress_line, ray_module
+
+    with errors_to_exit():
+        if check_engine(engine) == "ray":
+            ray_module()
     methods = _methods(search)
     out_path = out or Path(f"{file.stem if file.is_file() else file.name}.results.jsonl")
     with errors_to_exit():
@@ -152,6 +163,11 @@ def eval_(
                                  seed=seed, search_only=search_only, zoom_rounds=zoom_rounds, subtitles=subtitles)
             if resume and out_path.exists():
                 check_resumable(out_path, runner.run_settings())
+            if engine == "ray":
+                from pipelines.engines.ray_eval import index_for_eval
+
+                index_for_eval(store, models, runner, items, address=address, worker_gpus=worker_gpus,
+                               progress=(lambda *a: err("index: " + progress_line(*a))) if progress else None)
 
             def report(done: int, total: int, line: dict) -> None:
                 bar.close()

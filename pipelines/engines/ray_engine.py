@@ -118,7 +118,7 @@ def index_on_ray(store: Store, models: Models, opts: IndexOptions, paths: list[s
                     waiting.append(job)
                     continue
                 claimed.add(job.video_id)
-                pool.submit(job, "index", job.path, job.seed)
+                pool.submit(job, "index", job.path, job.seed, opts)
             while next_out in results:
                 yield results.pop(next_out)
                 next_out += 1

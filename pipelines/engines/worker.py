@@ -59,9 +59,9 @@ class Worker:
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
     # -- indexing --------------------------------------------------------------------------------------
-    def index(self, path: str, seed: dict) -> dict[str, Any]:
-        """Index one video into a scratch store seeded with the runs already done in the main database;
-        return the result and every row of the runs this worker ran."""
+    def index(self, path: str, seed: dict, opts: IndexOptions | None = None) -> dict[str, Any]:
+        """Index one video (with ``opts``, else the spec's) into a scratch store seeded with the runs already
+        done in the main database; return the result and every row of the runs this worker ran."""
         from index.store import Store
         from pipelines.engines.transfer import export_video, load_seed
         from pipelines.indexing import Indexer
@@ -75,7 +75,7 @@ class Worker:
             load_seed(scratch, seed)
             seeded = [r[0] for r in seed.get("runs", ([], []))[1]]
             t0 = time.monotonic()
-            res = Indexer(scratch, self.models, self.spec.index_opts, progress=progress).index(path)
+            res = Indexer(scratch, self.models, opts or self.spec.index_opts, progress=progress).index(path)
             rows = export_video(scratch, res.video_id, path, seeded) if res.video_id else {}
             _test_exit("indexed")
             return {"result": res.as_dict(), "rows": rows, "seconds": time.monotonic() - t0, **self.where()}
