@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from pipelines.search.textsearch import TextHit, lines_near, search_text
 from pipelines.stages.media import decode, probe, read_frame_at
 
 PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
+say = logging.getLogger("vqa.progress").info  # what a long step is doing, in words (the CLI shows it on stderr)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def _resolve_video(store: Store, ref: str, *, indexer: Indexer | None) -> dict:
         if known and done_frames_runs(store, known):
             video = store.get_video(known)  # searched with the models that indexed it (frames_run)
         else:  # a new or changed file: index it first, with the models asked for
+            say(f"indexing {os.path.basename(ref)} first")
             res = indexer.index(ref)
             if res.status == "failed":
                 raise VqaError(res.error or "indexing failed", ref)
@@ -104,7 +107,10 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     times, vecs = store.frame_matrix(run["key"])
     if not len(times):
         raise VqaError("the video has no indexed frames", video["path"])
+    if "clip" not in models.loaded():
+        say(f"loading the CLIP ({models.profile.clip})")
     clip = models.clip()
+    say(f"searching {os.path.basename(video['path'])}: {len(times)} frames, what is said and written")
     subs = _decompose(models, question, options or [], opts.decompose)
     qvecs = clip.embed_texts([s.text for s in subs])
     sims = (vecs @ qvecs.T).T  # (Q, N)
@@ -133,6 +139,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
         if not probed:
             probed.append(probe(path))
         info = probed[0]
+        say(f"zooming: decoding {len(ranges)} time ranges at {fps:g} fps")
         new_t, frames = [], []
         for a, b in ranges:
             for t, f in decode(path, fps=fps, width=models.profile.decode_width, info=info, start=a,
@@ -366,7 +373,11 @@ class Asker:
                     seen.add(key)
                     context.append(ContextLine(r["start"], r["end"], r["source"], r["text"]))
         context.sort(key=lambda c: (c.start, c.source))
+        if "answerer" not in self.models.loaded():
+            say(f"loading the answerer ({self.models.profile.answerer})")
         answerer = self.models.answerer()
+        say(f"answering with {answerer.name or self.models.profile.answerer} from {len(frames)} frames and "
+            f"{len(context)} lines")
         req = AnswerRequest(question=question, options=list(options or []), frames=frames,
                             timestamps=[k.t for k in kfs], context=context, pixel_budgets=budgets,
                             seed=opts.seed, max_new_tokens=opts.max_new_tokens,

@@ -154,3 +154,40 @@ def test_moment_fusion_counts_each_ranking_once_per_moment():
     # with a random-weights CLIP the frames barely vote: the best line comes first
     noisy = _fuse_moments([dict(m) for m in moments], visual_weight=0.01)
     assert noisy[0]["text"] == "Fish market closes at 11:30"
+
+
+def test_search_all_fuses_speech_across_the_library(cli, tmp_path):
+    from tests.synth import make_color_video
+
+    said = {"harbour": "The treasure is buried under the old oak tree.", "market": "Fresh bread is sold at dawn."}
+    paths = []
+    for n, (name, line) in enumerate(said.items()):
+        path = tmp_path / f"{name}.mp4"
+        make_color_video(path, [2.0, 2.0, 2.0 + n])  # two different files
+        (tmp_path / f"{name}.srt").write_text(f"1\n00:00:02,000 --> 00:00:04,500\n{line}\n", encoding="utf-8")
+        paths.append(str(path))
+    res = cli("index", *paths, "--profile", "tiny", "--whisper", "packaged:tiny.en", "--no-captions")
+    assert res.exit_code == 0, res.stderr
+    res = cli("search", "--all", "where is the treasure buried", "--profile", "tiny", "--json")
+    assert res.exit_code == 0, res.stderr
+    lib = json.loads(res.stdout)
+    assert lib["videos"] == 2
+    top = lib["moments"][0]
+    assert top["video"].endswith("harbour.mp4") and "speech" in top["channels"]
+    assert top["text"] == said["harbour"] and (top["start"], top["end"]) == (2.0, 4.5)
+    # moments merge only within one video: the market's frames never join the harbour's line
+    assert all(m["video"].endswith("harbour.mp4") for m in lib["moments"] if "speech" in m["channels"])
+    text = cli("search", "--all", "where is the treasure buried", "--profile", "tiny")
+    assert "harbour.mp4" in text.stdout.splitlines()[0] and "[speech" in text.stdout.splitlines()[0]
+
+
+def test_ask_says_what_it_is_doing_on_stderr(cli, indexed):
+    res = cli("ask", str(indexed), "When does the red circle appear?", "--profile", "tiny", "--frames", "3",
+              "--progress")
+    assert res.exit_code == 0, res.stderr
+    words = [ln for ln in res.stderr.splitlines() if ln.startswith("vqa: ")]
+    assert any("searching" in w for w in words) and any("answering with" in w for w in words)
+    assert res.stdout.startswith("Answer:")  # results on stdout, progress on stderr
+    quiet = cli("ask", str(indexed), "When does the red circle appear?", "--profile", "tiny", "--frames", "3",
+                "--no-progress")
+    assert not [ln for ln in quiet.stderr.splitlines() if ln.startswith("vqa: ")]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -73,6 +75,34 @@ def _print_answer(r: dict) -> None:
             typer.echo(f"  [{c['source']} {_fmt(c['start'])}-{_fmt(c['end'])}] {c['text']}")
     logged = f"answer #{r['answer_id']}" if r.get("answer_id") is not None else "not logged"
     typer.echo(f"({r['timings']['total_ms'] / 1000:.2f} s; {logged})")
+
+
+@contextlib.contextmanager
+def _words_on_stderr(bar: StderrProgress):
+    """While `vqa ask` works, what each long step is doing (the ``vqa.progress`` log: indexing, loading a
+    model, converting the packaged language model, searching, zooming, answering) goes to stderr in words,
+    when progress shows (a terminal, or --progress)."""
+    if not bar.enabled:
+        yield
+        return
+
+    class Words(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            bar.close()  # a finished bar does not sit above the next step
+            sys.stderr.write(f"vqa: {record.getMessage()}\n")
+            sys.stderr.flush()
+
+    log, handler = logging.getLogger("vqa.progress"), Words()
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 def _read_questions(path: Path) -> list[dict]:
@@ -158,10 +188,10 @@ def ask(
     opts = AskOptions(k=frames, seed=seed, zoom_rounds=zoom_rounds, max_new_tokens=max_new_tokens,
                       use_text=not no_text, decompose=decompose)
     failed = 0
-    with errors_to_exit(), open_store(db) as store:
+    bar = StderrProgress(progress)
+    with errors_to_exit(), open_store(db) as store, _words_on_stderr(bar):
         models = build_models(profile, device=device, clip=clip, clip_pretrained=clip_pretrained,
                               answerer=answerer, api_base=api_base, api_model=api_model, api_key_env=api_key_env)
-        bar = StderrProgress(progress)
         asker = Asker(store, models, opts, indexer=Indexer(store, models, IndexOptions(), progress=bar))
         if batch is not None or questions is not None:
             items = _read_questions(batch or questions)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -248,6 +249,9 @@ def smollm2_folder(root: Path | str | None = None) -> Path:
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    logging.getLogger("vqa.progress").info(
+        f"converting the packaged language model once: {gguf_path.stat().st_size / 1e6:.0f} MB of GGUF into "
+        f"{target} (about 540 MB)")
     convert_gguf(gguf_path, tmp)
     (tmp / "vqa-source.json").write_text(json.dumps({"gguf": source, "file": gguf_path.name}))
     if current():  # another process converted it meanwhile: keep theirs
