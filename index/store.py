@@ -109,6 +109,9 @@ class Store(StageRows):
 
         if not migrations.pending(self.db):
             return
+        if str(self.path) == ":memory:":  # a private in-memory store: nobody to wait for
+            migrations.apply(self.db)
+            return
         with open(str(self.path) + ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
