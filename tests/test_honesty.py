@@ -9,15 +9,14 @@ import pytest
 
 from pipelines.answerers.base import AnswerRequest, ContextLine, load_answerer
 from pipelines.answerers.prompt import answer_fields
+from pipelines.answerers.spans import find_span, mentions
 from pipelines.answerers.support import (
     NOT_FOUND,
     answer_kind,
     assess,
     cite_line,
-    find_span,
     is_refusal,
     line_matches,
-    mentions,
 )
 from tests.synth import make_color_video
 

@@ -31,7 +31,8 @@ from typing import Any
 
 from pipelines.answerers.base import Answer, Answerer, AnswerRequest, ContextLine
 from pipelines.answerers.prompt import finish, letters, option_texts, query_of
-from pipelines.answerers.support import MATCH_MIN, consistent, find_span, line_matches, rank_lines
+from pipelines.answerers.spans import consistent, find_span
+from pipelines.answerers.support import MATCH_MIN, line_matches, rank_lines
 from pipelines.answerers.vlm import torch_dtype
 from pipelines.backends.loads import record_load
 from pipelines.backends.locate import locate_model, marked_random, model_fingerprint
