@@ -93,7 +93,7 @@ def identity(kind: str, *, files: Iterable[str | os.PathLike] = (), name: str | 
              "content": content_identity(files) if files else None,
              "name": None if files else name, "revision": revision,
              "settings": {k: v for k, v in sorted(settings.items()) if v is not None}}
-    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=10).hexdigest()
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 def hub_snapshot(repo_id: str) -> str | None:
