@@ -146,3 +146,43 @@ def test_smollm2_multiple_choice_by_likelihood(smollm2, question, options, lette
     out = ask(ans, question, options)
     assert out.choice == letter and out.choice_text == options["ABCD".index(letter)]
     assert cited in out.cited
+
+
+# What Whisper wrote for a real recording of a phone menu (Asterisk's basic-pbx-ivr-main prompt): every line
+# says "press", and the model alone answered "press 1" where the line says "press 2".
+MENU = [
+    ContextLine(44.22, 47.58, "speech", "to establish a sales partnership press 1."),
+    ContextLine(47.60, 51.34, "speech", "To speak with a customer advocate, press 2, for accounting,"),
+    ContextLine(51.70, 56.22, "speech", "and other receivables press 3, for a company directory press 4,"),
+    ContextLine(56.22, 58.88, "speech", "For an operator, press zero."),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question,span,line", [
+    ("What number do you press to speak with a customer advocate?", "2", 47.60),
+    ("What do you press for an operator?", "zero", 56.22),
+])
+def test_smollm2_copies_the_span_of_the_line_it_cites(smollm2, question, span, line):
+    ans = smollm2[0]
+    out = ans.answer(AnswerRequest(question=question, options=[], frames=[], timestamps=[], context=list(MENU),
+                                   max_new_tokens=32))
+    assert out.cited == [line]
+    cited = next(c for c in MENU if c.start == line)
+    assert re.search(rf"\b{span}\b", out.text) and re.search(rf"\b{span}\b", cited.text)
+    assert not re.search(r"\b[013-9]\b", out.text.replace(span, ""))  # no other number beside it
+    assert not out.abstained and out.signals["copied"] and 0.5 <= out.confidence <= 1.0
+    assert "SmolLM" not in out.prompt and "only the lines given" in out.prompt  # its own system prompt
+    again = ans.answer(AnswerRequest(question=question, options=[], frames=[], timestamps=[], context=list(MENU),
+                                     max_new_tokens=32))
+    assert (again.text, again.cited, again.confidence) == (out.text, out.cited, out.confidence)
+
+
+@pytest.mark.slow
+def test_smollm2_never_repeats_itself_and_stops_at_one_sentence(smollm2):
+    ans = smollm2[0]
+    out = ask(ans, "What happens in the cooking class?", max_new_tokens=48)
+    toks = out.model_text.lower().split()
+    trigrams = [tuple(toks[i:i + 3]) for i in range(len(toks) - 2)]
+    assert len(trigrams) == len(set(trigrams))
+    assert len(re.findall(r"[.!?](\s|$)", out.model_text)) <= 1
