@@ -225,26 +225,7 @@ def _backends() -> list:
                 description="a tiny LLaVA-OneVision built locally with random weights"),
         Backend("answerer", "tiny-textlm", _tiny("build_tiny_causal_lm", "textlm"), identify=fixed("tiny-textlm"),
                 random_weights=True, description="a tiny causal LM built locally with random weights"),
-        *_generic_backends(fixed),
     ]
-
-
-def _generic_backends(fixed: Callable[[str], Callable[..., str]]) -> list:
-    """generic:, one per family adapter (qwen3-vl:, smolvlm: ...), tiny-<family>, vllm: (answerers/generic.py)."""
-    from pipelines.answerers import generic, vllm_backend
-    from pipelines.backends.registry import Backend
-
-    out = [Backend("answerer", "generic", generic.load_generic,
-                   description="any model AutoModelForImageTextToText loads, through its chat template"),
-           Backend("answerer", "vllm", vllm_backend.load, check=vllm_backend.check, identify=vllm_backend.identify,
-                   description="a video-LLM in-process through vLLM (GPU; pip install 'vqa[vllm]')")]
-    for name in ("qwen3-vl", "internvl", "gemma3", "smolvlm"):
-        out.append(Backend("answerer", name, generic.family_loader(name),
-                           description=generic.FAMILIES[name].description + " (generic backend)"))
-    for name in ("qwen3-vl", "smolvlm", "internvl", "gemma3", "idefics3"):
-        out.append(Backend("answerer", f"tiny-{name}", generic.tiny_loader(name), identify=fixed(f"tiny-{name}"),
-                           random_weights=True, description=f"a tiny {name} built locally with random weights"))
-    return out
 
 
 BACKENDS = _backends()

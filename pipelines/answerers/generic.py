@@ -217,3 +217,28 @@ def tiny_loader(family: str) -> Callable[..., GenericVLM]:
         return GenericVLM(str(tiny_families.build(family)), family=adapter, backend=f"tiny-{family}", **kw)
 
     return load
+
+
+def _backends() -> list:
+    """generic:, one per family adapter (qwen3-vl:, smolvlm: ...), tiny-<family>, vllm:; registered through
+    their own ``vqa.backends`` entry point, like any plugin's."""
+    from pipelines.answerers import vllm_backend
+    from pipelines.backends.registry import Backend
+
+    def fixed(name: str) -> Callable[..., str]:
+        return lambda target, **_: f"{name}-v1"
+
+    out = [Backend("answerer", "generic", load_generic,
+                   description="any model AutoModelForImageTextToText loads, through its chat template"),
+           Backend("answerer", "vllm", vllm_backend.load, check=vllm_backend.check, identify=vllm_backend.identify,
+                   description="a video-LLM in-process through vLLM (GPU; pip install 'vqa[vllm]')")]
+    for name in ("qwen3-vl", "internvl", "gemma3", "smolvlm"):
+        out.append(Backend("answerer", name, family_loader(name),
+                           description=FAMILIES[name].description + " (generic backend)"))
+    for name in ("qwen3-vl", "smolvlm", "internvl", "gemma3", "idefics3"):
+        out.append(Backend("answerer", f"tiny-{name}", tiny_loader(name), identify=fixed(f"tiny-{name}"),
+                           random_weights=True, description=f"a tiny {name} built locally with random weights"))
+    return out
+
+
+BACKENDS = _backends()
