@@ -104,6 +104,7 @@ class Indexer:
         self.models = models
         self.opts = opts or IndexOptions()
         self.progress = progress
+        self._current: tuple[str, float] | None = None  # (file name, duration) of the video being indexed
         self.cancel = cancel  # set by the batch on Ctrl-C: stop at the next frame or stage
 
     def _check_cancel(self) -> None:
@@ -185,6 +186,7 @@ class Indexer:
 
     def _run_stages(self, path: str, video_id: str, info: VideoInfo, plans: dict[str, StagePlan],
                     todo: dict[str, StagePlan], result: IndexResult) -> None:
+        self._current = (os.path.basename(path), float(info.duration or 0.0))
         frame_stages = [s for s in ("scenes", "frames", "ocr") if s in todo]
         if frame_stages:
             self._decode_pass(path, video_id, info, todo, frame_stages)
@@ -282,6 +284,12 @@ class Indexer:
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)
 
+    def _say(self, what: str, done: float, total: float | None = None) -> None:
+        """Progress of a stage after the decode, in words and video seconds (the bar never sits at 100%)."""
+        if self.progress is not None and self._current:
+            name, duration = self._current
+            self.progress(f"{name}: {what}", min(done, total or duration), total or duration)
+
     def _captions(self, video_id: str, scenes_plan: StagePlan, plan: StagePlan) -> None:
         from PIL import Image
 
@@ -290,7 +298,12 @@ class Indexer:
         scenes = self.store.scene_images(scenes_plan.key)
         with_img = [s for s in scenes if s["rep_jpeg"]]
         frames = [np.asarray(Image.open(io.BytesIO(s["rep_jpeg"])).convert("RGB")) for s in with_img]
-        texts = captioner.caption(frames) if frames else []
+        texts: list[str] = []
+        step = max(1, int(getattr(captioner, "batch_size", 8) or 8))
+        for i in range(0, len(frames), step):  # in batches, saying how far it got (in video seconds)
+            self._check_cancel()
+            texts += captioner.caption(frames[i:i + step])
+            self._say("captioning the scenes", with_img[min(i + step, len(with_img)) - 1]["end"])
         _test_pause("captions", self._check_cancel)
         rows = [{"run_key": plan.key, "scene_idx": s["idx"], "start": s["start"], "end": s["end"], "text": txt}
                 for s, txt in zip(with_img, texts)]
@@ -326,7 +339,10 @@ class Indexer:
             result = TranscriptResult("ok" if segments else "silent", segments, None, self.opts.language,
                                       {"source": self.opts.subtitles})
         else:
-            result = self.models.transcriber().transcribe(path, language=self.opts.language,
+            transcriber = self.models.transcriber()
+            if self.progress is not None:
+                transcriber.on_progress = lambda done, total: self._say("transcribing the speech", done, total)
+            result = transcriber.transcribe(path, language=self.opts.language,
                                                           has_audio=info.has_audio)
         segments, status, error = result.segments, result.status, result.error
         origins = sorted({s.source for s in segments})
@@ -345,6 +361,7 @@ class Indexer:
             lines = self.store.texts(src)
             if not lines:
                 continue
+            self._say("embedding what is said and written", max(ln["end"] for ln in lines))
             vecs = embedder.embed_texts([ln["text"] for ln in lines])
             rows += [{"run_key": plan.key, "text_run": src, "idx": ln["idx"], "embedding": to_blob(v)}
                      for ln, v in zip(lines, vecs)]

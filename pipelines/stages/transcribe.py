@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -198,6 +198,7 @@ class Transcriber(TranscriberContract):
                                             model_dir=model_dir)
         self._model = None
         self._lock = threading.Lock()
+        self.on_progress: Callable[[float, float], None] | None = None
 
     def _load(self):
         with self._lock:
@@ -250,7 +251,10 @@ class Transcriber(TranscriberContract):
                                         condition_on_previous_text=o.condition_on_previous_text,
                                         word_timestamps=o.word_timestamps)
         segments = []
+        total = audio.size / SAMPLE_RATE
         for s in pieces:
+            if self.on_progress is not None:  # (seconds of audio done, seconds in all), as segments come
+                self.on_progress(min(float(s.end), total), total)
             if not s.text.strip():
                 continue
             words = s.words or []
