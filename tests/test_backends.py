@@ -279,3 +279,34 @@ def test_a_failed_attempt_with_missing_models_is_told_and_undoes_nothing(cli, sc
     res = cli("ls", "--failed")
     assert path.name in res.stdout  # the failed attempt is listed with its cause
     assert cli("ask", str(path), "what is shown?", "--frames", "2").exit_code == 0
+
+
+def test_a_file_that_is_no_weights_and_a_model_asking_to_run_its_code_are_one_line(cli, scenes_video, tmp_path,
+                                                                                   models_home):
+    from pipelines.backends.tiny import tiny_clip
+
+    path, _ = scenes_video
+    cfg, _ = tiny_clip()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(os.urandom(50_000))
+    res = cli("index", str(path), "--profile", "tiny", "--clip", str(cfg), "--clip-pretrained", str(bad))
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert "not a weights file" in res.stderr.splitlines()[0]
+
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "config.json").write_text(json.dumps({"model_type": "mystery", "architectures": ["MysteryForCausalLM"],
+                                                    "auto_map": {"AutoModelForCausalLM": "modeling.Mystery"}}))
+    (remote / "modeling.py").write_text("raise SystemExit('this code must never run')\n")
+    assert cli("index", str(path), "--profile", "tiny").exit_code == 0
+    res = cli("ask", str(path), "what is shown?", "--answerer", str(remote))
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "its own code" in res.stderr
+
+
+def test_a_symlink_loop_is_told_as_such(cli, tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    res = cli("index", str(a))
+    assert res.exit_code == 1 and "symbolic link loop" in res.stderr

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.backends.contracts import KINDS
-from pipelines.errors import ModelError, UsageError
+from pipelines.errors import ModelError, UsageError, VqaError
 
 GROUP = "vqa.backends"
 
@@ -139,7 +139,13 @@ def resolve(kind: str, spec: str) -> tuple[Backend, str]:
 def load(kind: str, spec: str, **options: Any) -> Any:
     """Load the model a spec names, with its fingerprint and random-weights label filled in."""
     backend, target = resolve(kind, spec)
-    model = backend.load(target, **options)
+    try:
+        model = backend.load(target, **options)
+    except (VqaError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any loader's failure (a file that is no weights, a model asking to
+        # run its own code, a missing tokenizer) is one line naming the model, never a traceback
+        raise ModelError(load_failure(kind, spec, target, e)) from e
     if backend.identify is not None or not getattr(model, "fingerprint", ""):
         model.fingerprint = backend.fingerprint(target, **options)  # the same identity the cache keys use
     if backend.random_weights:
@@ -147,6 +153,27 @@ def load(kind: str, spec: str, **options: Any) -> Any:
     if not getattr(model, "name", ""):
         model.name = spec
     return model
+
+
+def load_failure(kind: str, spec: str, target: str, e: BaseException) -> str:
+    import json
+    import os
+
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    why = lines[0] if lines else type(e).__name__
+    config = os.path.join(os.path.expanduser(target), "config.json") if target else ""
+    try:
+        with open(config) as f:
+            if json.load(f).get("auto_map"):
+                why = "the model asks to run its own code (auto_map in config.json), which vqa never does"
+    except (OSError, ValueError):
+        pass
+    weights = [p for p in target.split("@") if p.endswith((".pt", ".pth", ".bin", ".ckpt", ".safetensors"))
+               and os.path.isfile(p)]
+    if "weights_only" in why or "Unpickl" in type(e).__name__ or "pickle" in why.lower() or weights:
+        short = "torch.load with weights_only refused it" if "weights_only" in why else why[:120]
+        why = f"not a weights file that loads safely ({short})"
+    return f"cannot load {kind} '{spec}': {why[:300]}"
 
 
 def identify(kind: str, spec: str | None, **options: Any) -> str:

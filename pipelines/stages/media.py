@@ -80,6 +80,13 @@ def check_file(path: str) -> None:
     """Fail early, in words, on what is not a readable, non-empty regular file."""
     if not os.path.exists(path):
         if os.path.islink(path):
+            import errno
+
+            try:
+                os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise MediaError("symbolic link loop (the link leads back to itself)", path) from None
             raise MediaError(f"broken symbolic link (to {os.readlink(path)})", path)
         raise MediaError("no such file", path)
     if os.path.isdir(path):
