@@ -203,6 +203,9 @@ class Indexer:
         if "textvec" in todo:
             self._textvec(video_id, plans, todo["textvec"])
             result.stages_run.append("textvec")
+        if self.progress is not None and self._current:  # the whole video, every stage done
+            name, duration = self._current
+            self.progress(name, duration, duration)
 
     def _decode_pass(self, path: str, video_id: str, info: VideoInfo, todo: dict[str, StagePlan],
                      stages: list[str]) -> None:
