@@ -52,7 +52,6 @@ def recorded_profile(run: dict[str, Any]) -> str | None:
 def adopt_recorded(store, video: dict[str, Any], models) -> dict[str, Any]:
     """The frames run to search (see the module docstring); ``models`` is switched in place to the CLIP
     (and profile) that made it when the user chose neither."""
-    from pipelines.backends.profiles import PROFILES
     from pipelines.backends.registry import identify
 
     runs = done_frames_runs(store, video["id"])
@@ -79,18 +78,24 @@ def adopt_recorded(store, video: dict[str, Any], models) -> dict[str, Any]:
     if now != run["model_fp"]:
         raise ModelError(f"the CLIP that indexed it ('{run['model']}') has other weights now than when it indexed "
                          "it: run `vqa index` on it again to embed its frames with the current weights", name)
+    _adopt(models, run)
+    return run
+
+
+def _adopt(models, run: dict[str, Any]) -> None:
+    """Make ``models`` the profile and CLIP a frames run was made with."""
+    from pipelines.backends.profiles import PROFILES
+
     prof = recorded_profile(run)
     if prof and prof != models.profile.name:
         models.adopt(PROFILES[prof])
     if models.profile.clip != run["model"]:
         models.adopt(models.profile.with_overrides(clip=run["model"]))
-    return run
 
 
 def library_clip(store, models) -> str:
     """The identity of the CLIP to search the whole library with: the user's, or else the one that indexed
     the most videos (which ``models`` adopts, with its profile)."""
-    from pipelines.backends.profiles import PROFILES
 
     if {"clip", "profile"} & set(models.explicit):
         return models.identity("clip")
@@ -99,10 +104,5 @@ def library_clip(store, models) -> str:
         "where stage = 'frames' and status = 'done' group by model_fp order by n desc, last desc limit 1"))
     if not rows:
         return models.identity("clip")
-    run = rows[0]
-    prof = recorded_profile(run)
-    if prof and prof != models.profile.name:
-        models.adopt(PROFILES[prof])
-    if models.profile.clip != run["model"]:
-        models.adopt(models.profile.with_overrides(clip=run["model"]))
-    return run["model_fp"]
+    _adopt(models, rows[0])
+    return rows[0]["model_fp"]

@@ -44,17 +44,19 @@ def locate_model(spec: str) -> tuple[str, bool]:
 
 
 def _hub_snapshot(repo_id: str) -> str | None:
-    """The cached snapshot folder of a hub model, without any network call; None if not cached."""
-    from huggingface_hub import snapshot_download
+    """The cached snapshot folder of a transformers model (one with config.json), without any network call;
+    None if not cached; an id that cannot be a hub id is a one-line error."""
     from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from pipelines.backends.identity import hub_snapshot
 
     try:
-        path = snapshot_download(repo_id, local_files_only=True)
+        validate_repo_id(repo_id)
     except HFValidationError as e:
         raise ModelError(f"'{repo_id}' is neither a folder nor a valid hub id ({e})") from e
-    except Exception:  # noqa: BLE001 - any cache miss (the exception types vary by version) means: not cached
-        return None
-    return path if os.path.isfile(os.path.join(path, "config.json")) else None
+    path = hub_snapshot(repo_id)
+    return path if path and os.path.isfile(os.path.join(path, "config.json")) else None
 
 
 def read_config(spec: str) -> dict[str, Any]:
