@@ -188,20 +188,26 @@ class Indexer:
                     todo: dict[str, StagePlan], result: IndexResult) -> None:
         self._current = (os.path.basename(path), float(info.duration or 0.0))
         frame_stages = [s for s in ("scenes", "frames", "ocr") if s in todo]
+        # One big model at a time: each step names the models it uses; loading one frees (as the models'
+        # policy says) those no running step needs: the CLIP when the captioner loads, and so on.
         if frame_stages:
-            self._decode_pass(path, video_id, info, todo, frame_stages)
+            with self.models.stage(*(m for s, m in (("frames", "clip"), ("ocr", "ocr")) if s in frame_stages)):
+                self._decode_pass(path, video_id, info, todo, frame_stages)
             result.stages_run += frame_stages
         self._check_cancel()
         if "captions" in todo:
-            self._captions(video_id, plans["scenes"], todo["captions"])
+            with self.models.stage("captioner"):
+                self._captions(video_id, plans["scenes"], todo["captions"])
             result.stages_run.append("captions")
         self._check_cancel()
         if "transcript" in todo:
-            self._transcript(path, video_id, info, todo["transcript"])
+            with self.models.stage("transcriber"):
+                self._transcript(path, video_id, info, todo["transcript"])
             result.stages_run.append("transcript")
         self._check_cancel()
         if "textvec" in todo:
-            self._textvec(video_id, plans, todo["textvec"])
+            with self.models.stage("text_embedder"):
+                self._textvec(video_id, plans, todo["textvec"])
             result.stages_run.append("textvec")
         if self.progress is not None and self._current:  # the whole video, every stage done
             name, duration = self._current

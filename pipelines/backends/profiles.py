@@ -14,7 +14,12 @@ Every spec resolves through the backend registry (``registry.py``). Built-in nam
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -122,13 +127,59 @@ def get_profile(name: str | None) -> Profile:
         raise UsageError(f"unknown profile '{name}' (choose from {', '.join(PROFILES)})") from None
 
 
+FREE_POLICIES = ("auto", "always", "never")
+BIG_MODEL_BYTES = 1 << 30  # ``auto``: a model on the CPU is freed between stages from this size on
+
+
+def footprint(model: Any) -> tuple[int, bool]:
+    """(bytes of weights, whether they sit on a GPU) of a loaded model: its torch modules' parameters and
+    buffers (found among its attributes, one level down too), a ``device`` attribute naming CUDA, or a
+    vLLM engine (always on a GPU). Without torch modules the size is that of its ``model_dir`` files."""
+    on_gpu = "cuda" in str(getattr(model, "device", "") or "")
+    size = 0
+    seen: set[int] = set()
+    torch = sys.modules.get("torch")
+    stack = [(model, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if type(obj).__module__.partition(".")[0] == "vllm":
+            on_gpu = True
+        if torch is not None and isinstance(obj, torch.nn.Module):
+            for t in [*obj.parameters(), *obj.buffers()]:
+                size += t.numel() * t.element_size()
+                on_gpu = on_gpu or t.is_cuda
+            continue
+        if depth < 2 and hasattr(obj, "__dict__") and not isinstance(obj, type):
+            stack += [(v, depth + 1) for v in vars(obj).values() if not isinstance(v, (str, bytes, int, float))]
+    folder = getattr(model, "model_dir", None)
+    if not size and isinstance(folder, str) and os.path.isdir(folder):
+        size = sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
+    return size, on_gpu
+
+
+def _empty_cuda_cache() -> None:
+    """Give freed GPU memory back to the device (only where torch is imported and CUDA initialised)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 class Models:
     """Loads each stage's model at most once per process (a batch of questions or videos shares them), through
-    the backend registry; ``identity(stage)`` is the model's fingerprint without loading it."""
+    the backend registry; ``identity(stage)`` is the model's fingerprint without loading it.
+
+    One big model at a time: a pipeline step says which models it needs (``with models.stage(...)``); a model
+    loaded while steps run first frees the cached models no running step needs, as the policy says. The policy
+    (``free`` or ``VQA_FREE_MODELS``): ``auto`` (default) frees models on a GPU and models of at least
+    ``BIG_MODEL_BYTES``; ``always`` frees every model a step does not need; ``never`` keeps all warm.
+    Nothing is ever freed outside ``stage``: a server or a ``--questions`` loop keeps what it loaded."""
 
     def __init__(self, profile: Profile, *, device: str | None = None, clip_pretrained: str | None = None,
                  api_base: str | None = None, api_model: str | None = None, api_key_env: str = "VQA_API_KEY",
-                 explicit: frozenset[str] | set[str] = frozenset()):
+                 explicit: frozenset[str] | set[str] = frozenset(), free: str | None = None):
         if clip_pretrained:
             profile = replace(profile, clip=combine_clip(profile.clip, clip_pretrained))
         from pipelines.backends.locate import absolute_spec
@@ -141,11 +192,18 @@ class Models:
         self.api = {"api_base": api_base, "api_model": api_model, "api_key_env": api_key_env}
         self._cache: dict[str, Any] = {}
         self._lock = threading.RLock()
+        free = free or os.environ.get("VQA_FREE_MODELS") or "auto"
+        if free not in FREE_POLICIES:
+            raise UsageError(f"VQA_FREE_MODELS must be one of {', '.join(FREE_POLICIES)} (not '{free}')")
+        self.free = free
+        self._needs: dict[int, frozenset[str]] = {}  # the running steps' models (one entry per step)
+        self._listeners: list[Callable[[str, str, Any], None]] = []
 
     def with_profile(self, profile: Profile) -> Models:
         """The same settings over another profile (what the user chose explicitly is kept)."""
         keep = {k: getattr(self.profile, k) for k in STAGE_KINDS if k in self.explicit}
-        return Models(profile.with_overrides(**keep), device=self.device, explicit=self.explicit, **self.api)
+        return Models(profile.with_overrides(**keep), device=self.device, explicit=self.explicit, free=self.free,
+                      **self.api)
 
     def adopt(self, profile: Profile) -> None:
         """Switch to another profile in place (for a video indexed with it); what the user chose explicitly is
@@ -161,8 +219,64 @@ class Models:
     def _get(self, key: str, make):
         with self._lock:  # threads of one batch share models: load each once
             if key not in self._cache:
+                if self._needs:  # a step is running: what no running step needs makes room first
+                    keep = frozenset({key}).union(*self._needs.values())
+                    drop = [s for s in list(self._cache) if s not in keep and self._worth_freeing(s)]
+                    for s in drop:
+                        del self._cache[s]
+                    self._freed(drop)
+                self._emit("loading", key, None)
                 self._cache[key] = make()
+                self._emit("loaded", key, self._cache[key])
             return self._cache[key]
+
+    # -- one big model at a time ------------------------------------------------------------------------
+    def on_event(self, listener: Callable[[str, str, Any], None]) -> None:
+        """Call ``listener(event, stage, model)`` on ``loading`` (model None), ``loaded`` and ``freed`` (None)."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: str, stage: str, model: Any) -> None:
+        for listener in list(self._listeners):
+            listener(event, stage, model)
+
+    def release(self, *stages: str) -> list[str]:
+        """Drop these stages' models now (whatever the policy): the cache lets go of them, the garbage
+        collector runs, and CUDA's cached blocks go back to the device. A model still used elsewhere lives
+        on there; the next call for it loads it anew. Returns the stages freed."""
+        with self._lock:
+            dropped = [s for s in stages if self._cache.pop(s, None) is not None]
+        return self._freed(dropped)
+
+    def _freed(self, dropped: list[str]) -> list[str]:
+        if dropped:
+            gc.collect()
+            _empty_cuda_cache()
+            for s in dropped:
+                self._emit("freed", s, None)
+        return dropped
+
+    def _worth_freeing(self, stage: str) -> bool:
+        if self.free == "never":
+            return False
+        if self.free == "always":
+            return True
+        size, on_gpu = footprint(self._cache[stage])
+        return on_gpu or size >= BIG_MODEL_BYTES
+
+    @contextlib.contextmanager
+    def stage(self, *needs: str) -> Iterator[None]:
+        """A pipeline step that uses the models of ``needs`` (stage names). While it runs, loading a model
+        first frees the cached models that no running step (threads of a batch share the models) needs, as
+        the policy says: so the CLIP goes when the captioner comes, not before, and a step whose models
+        are all loaded frees nothing."""
+        token = object()
+        with self._lock:
+            self._needs[id(token)] = frozenset(needs)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._needs.pop(id(token), None)
 
     def _stage(self, stage: str, **extra: Any):
         spec = getattr(self.profile, stage)
