@@ -32,6 +32,10 @@ from pipelines.search.textsearch import TextHit, lines_near, search_text
 from pipelines.stages.media import decode, probe, read_frame_at
 
 PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
+# The models a question needs (search and answer): while the answerer loads, the others (captioner,
+# transcriber, OCR, left by indexing the video first) are freed as the models' policy says; these stay
+# warm for the next question.
+ANSWER_NEEDS = ("clip", "text_embedder", "answerer")
 say = logging.getLogger("vqa.progress").info  # what a long step is doing, in words (the CLI shows it on stderr)
 
 
@@ -263,14 +267,15 @@ class Asker:
         context.sort(key=lambda c: (c.start, c.source))
         if "answerer" not in self.models.loaded():
             say(f"loading the answerer ({self.models.profile.answerer})")
-        answerer = self.models.answerer()
-        say(f"answering with {answerer.name or self.models.profile.answerer} from {len(frames)} frames and "
-            f"{len(context)} lines")
-        req = AnswerRequest(question=question, options=list(options or []), frames=frames,
-                            timestamps=[k.t for k in kfs], context=context, pixel_budgets=budgets,
-                            seed=opts.seed, max_new_tokens=opts.max_new_tokens,
-                            relevance=self._relevance(question, context))
-        ans = answerer.answer(req)
+        with self.models.stage(*ANSWER_NEEDS):  # the answerer (a VLM) loads where the indexing models were
+            answerer = self.models.answerer()
+            say(f"answering with {answerer.name or self.models.profile.answerer} from {len(frames)} frames and "
+                f"{len(context)} lines")
+            req = AnswerRequest(question=question, options=list(options or []), frames=frames,
+                                timestamps=[k.t for k in kfs], context=context, pixel_budgets=budgets,
+                                seed=opts.seed, max_new_tokens=opts.max_new_tokens,
+                                relevance=self._relevance(question, context))
+            ans = answerer.answer(req)
         shown = answer_fields(ans)
         t3 = time.perf_counter()
         saved, problems = [], []

@@ -109,3 +109,116 @@ def ffmpeg_binary() -> str:
 
 def ffprobe_binary() -> str | None:
     return shutil.which("ffprobe")
+
+
+# -- hardware decoding ---------------------------------------------------------------------------------------
+# ``VQA_HWACCEL``: ``auto`` (default) decodes whole passes with ``-hwaccel cuda`` when this ffmpeg lists cuda
+# among its hwaccels and a CUDA device is visible; short reads at chosen times stay in software (a GPU context
+# per ffmpeg process costs more than it saves there). ``none`` never uses it; a name ffmpeg lists (``cuda``,
+# ``vaapi`` …) uses it for every decode. The frames stay the sequential software decode's: ffmpeg downloads
+# each decoded frame to system memory (``-hwaccel_output_format`` left default) and the filter chain first
+# converts it to the stream's own pixel format (NV12 to yuv420p is a lossless reshuffle), so scaling and the
+# RGB conversion see exactly what they see in software. A hardware decode that fails to start is run again
+# in software, and hardware decoding is given up for the rest of the process.
+HWACCEL_ENV = "VQA_HWACCEL"
+_OFF = ("none", "off", "no", "0", "false", "software", "sw")
+_hw_failed: dict[str, str] = {}  # ffmpeg binary -> why its hardware decoding was given up in this process
+
+
+@dataclass(frozen=True)
+class HwAccel:
+    name: str | None  # the -hwaccel to pass; None: software decoding
+    why: str
+
+    def describe(self) -> str:
+        return f"hardware decoding: {self.name or 'off'} ({self.why})"
+
+
+@functools.lru_cache(maxsize=8)
+def hwaccels(path: str) -> tuple[str, ...]:
+    """The hardware acceleration methods an ffmpeg binary was built with (``ffmpeg -hwaccels``)."""
+    try:
+        proc = subprocess.run([path, "-hide_banner", "-hwaccels"], capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    lines = (proc.stdout or "").splitlines()
+    start = next((i + 1 for i, ln in enumerate(lines) if ln.lower().startswith("hardware acceleration")), len(lines))
+    return tuple(ln.strip() for ln in lines[start:] if ln.strip())
+
+
+def cuda_visible() -> bool:
+    """Whether a CUDA device is there to decode on: not hidden by ``CUDA_VISIBLE_DEVICES``, and the driver's
+    device node exists or ``nvidia-smi -L`` lists a GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    if os.path.exists("/dev/nvidia0"):
+        return True
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        proc = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and "GPU" in (proc.stdout or "")
+
+
+def hwaccel_choice(purpose: str = "pass") -> HwAccel:
+    """Which hardware decoding a decode gets (``purpose``: ``pass`` for a whole-video decode, ``seek`` for a
+    short read at chosen times), and why."""
+    mode = (os.environ.get(HWACCEL_ENV) or "auto").strip().lower()
+    if mode in _OFF:
+        return HwAccel(None, f"{HWACCEL_ENV}={mode}")
+    ff = ffmpeg_binary()
+    if ff in _hw_failed:
+        return HwAccel(None, f"it did not start in this process: {_hw_failed[ff]}")
+    listed = hwaccels(ff)
+    if mode == "auto":
+        if "cuda" not in listed:
+            return HwAccel(None, f"auto: this ffmpeg ({ff}) has no cuda hwaccel")
+        if not cuda_visible():
+            return HwAccel(None, "auto: no CUDA device visible")
+        if purpose != "pass":
+            return HwAccel(None, "auto: short reads decode in software")
+        return HwAccel("cuda", "auto: ffmpeg has cuda and a CUDA device is visible")
+    if mode not in listed:
+        return HwAccel(None, f"{HWACCEL_ENV}={mode}, but this ffmpeg ({ff}) offers only "
+                             f"{', '.join(listed) or 'none'}")
+    return HwAccel(mode, f"{HWACCEL_ENV}={mode}")
+
+
+def _pix_fmt(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _pix_fmt_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _pix_fmt_cached(path: str, size: int, mtime_ns: int) -> str | None:
+    from pipelines.stages.media import open_container
+
+    try:
+        with open_container(path) as container:
+            return container.streams.video[0].codec_context.pix_fmt or None
+    except Exception:  # noqa: BLE001 - unknown pixel format: no hardware decoding for this file
+        return None
+
+
+def hwaccel_args(path: str, purpose: str = "pass") -> tuple[list[str], str]:
+    """What a decode of ``path`` adds for hardware decoding: the input options (before ``-i``) and the
+    prefix of its ``-vf`` chain (the conversion to the stream's own pixel format); ``([], "")`` for
+    software decoding (also when the file's pixel format cannot be told)."""
+    choice = hwaccel_choice(purpose)
+    pix = _pix_fmt(path) if choice.name else None
+    if not pix:
+        return [], ""
+    return ["-hwaccel", choice.name], f"format={pix},"
+
+
+def hwaccel_failed(reason: str) -> None:
+    """A hardware decode did not start: this process decodes in software from now on."""
+    _hw_failed[ffmpeg_binary()] = reason or "ffmpeg failed"

@@ -253,15 +253,18 @@ def decode(
 
 
 def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration: float | None, threads: int,
-                warnings: list[str] | None) -> Iterator[tuple[float, np.ndarray]]:
+                warnings: list[str] | None, hw: bool = True) -> Iterator[tuple[float, np.ndarray]]:
+    from pipelines.stages.ffmpeg_bin import hwaccel_args, hwaccel_failed
+
     frame_bytes = w * h * 3
+    hw_in, hw_vf = hwaccel_args(path, "pass") if hw else ([], "")  # hardware decoding: see ffmpeg_bin
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads),
-           "-copyts", "-start_at_zero", *input_args(path)]
+           *hw_in, "-copyts", "-start_at_zero", *input_args(path)]
     if duration is not None:
         cmd += ["-t", f"{duration:.3f}"]
     # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest;
     # eof_action=pass keeps the only frame of a one-frame video.
-    vf = f"fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0"
+    vf = f"{hw_vf}fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0"
     cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, *passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24",
             "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -317,6 +320,10 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
             proc.kill()
             proc.wait()
             reader.join(timeout=5)
+    if proc.returncode != 0 and n == 0 and hw_in:  # hardware decoding did not start: once more in software
+        hwaccel_failed(_tail_message(deque(errors[:1] or tail)))
+        yield from _sequential(path, info, fps, w, h, duration, threads, warnings, hw=False)
+        return
     if proc.returncode != 0:  # ffmpeg's first error says more than its last words ("Conversion failed!")
         what = "could not decode the video" if n == 0 else f"failed after {n} frame{'s' if n != 1 else ''}"
         raise MediaError(f"ffmpeg {what} ({_tail_message(deque(errors[:1] or tail))})", path)

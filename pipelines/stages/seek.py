@@ -92,20 +92,24 @@ def clean(line: bytes) -> str:
 
 
 def _read(path: str, w: int, h: int, times: Sequence[float], seek: float | None, x264: int | None,
-          threads: int, between: list | None = None) -> _Attempt:
+          threads: int, between: list | None = None, hw: bool = True) -> _Attempt:
     """Decode from ``seek`` (None: the beginning) and pick, for each of the sorted ``times``, the last
     frame whose presentation time is <= it (the first frame when none is). With ``between`` (a list),
     every decoded frame from the one shown at ``times[0]`` to the one shown at ``times[-1]`` is appended
-    to it as ``(pts, frame)``."""
+    to it as ``(pts, frame)``. A hardware decode (``ffmpeg_bin.hwaccel_args``) that fails to start is read
+    again in software."""
+    from pipelines.stages.ffmpeg_bin import hwaccel_args, hwaccel_failed
     from pipelines.stages.media import ffmpeg_binary, input_args, passthrough
 
-    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads)]
+    hw_in, hw_vf = hwaccel_args(path, "seek") if hw else ([], "")
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads), *hw_in]
     if x264 is not None:
         cmd += ["-x264_build", str(x264)]
     if seek is not None:
         cmd += ["-ss", f"{seek:.6f}", "-noaccurate_seek"]
     cmd += ["-copyts", "-start_at_zero", *input_args(path), *passthrough()]
-    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", f"scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0",
+    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf",
+            f"{hw_vf}scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -174,6 +178,9 @@ def _read(path: str, w: int, h: int, times: Sequence[float], seek: float | None,
         reader.join(timeout=5)
     att.frames = out
     att.returncode = proc.returncode if i < len(times) else 0
+    if hw_in and att.first_pts is None and proc.returncode != 0:  # hardware decoding did not start
+        hwaccel_failed(att.problems[0] if att.problems else f"exit code {proc.returncode}")
+        return _read(path, w, h, times, seek, x264, threads, between, hw=False)
     return att
 
 
