@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with a CUDA GPU and no network, in a few minutes, run the tiny random-weights
-# model of every video-LLM family on CUDA through `vqa index` and `vqa ask`, FAISS on the GPU when faiss-gpu
-# is there, and the vLLM backend when vLLM installs; print one PASS / FAIL / SKIP line per check.
+# model of every video-LLM family on CUDA through `vqa index` and `vqa ask`, ffmpeg's hardware decoding (its
+# frames against the software decode's), models freed between index steps (CUDA memory), FAISS on the GPU
+# when faiss-gpu is there, and the vLLM backend when vLLM installs; print one PASS / FAIL / SKIP line per check.
 # Not run in CI.
 #
 #   bash bench/gpu_check.sh [WHEELS]        (WHEELS: a folder of wheels; default $VQA_WHEELS or ./wheels)
@@ -156,6 +157,85 @@ export -f family_cli
 for fam in $FAMILIES; do
     check "index+ask:$fam" 150 bash -c 'family_cli "$1"' _ "$fam"
 done
+
+# --- ffmpeg hardware decoding: the frames of a -hwaccel cuda decode are the software decode's ------------------
+# The ffmpeg is the one vqa runs (ffmpeg_bin: VQA_FFMPEG, a recent one on PATH, else imageio-ffmpeg's binary).
+check hwaccel-frames 180 "$VPY" - <<'EOF'
+import os
+
+import numpy as np
+
+from pipelines.stages import ffmpeg_bin
+from pipelines.stages.media import decode, probe, read_frames_at
+from tests.synth import make_codec_variant
+
+ff = ffmpeg_bin.ffmpeg_choice()
+print(ff.describe(), "hwaccels:", ", ".join(ffmpeg_bin.hwaccels(ff.path)), flush=True)
+os.environ.pop("VQA_HWACCEL", None)
+auto = ffmpeg_bin.hwaccel_choice("pass")
+print("auto:", auto.describe(), flush=True)
+if os.environ["DEVICE"] == "cuda":
+    assert auto.name == "cuda", auto
+files = [os.path.join(os.environ["WORK"], "v.mp4")]
+for kind in ("open_gop", "bframes", "high444", "mpegts"):
+    files.append(make_codec_variant(os.path.join(os.environ["WORK"], f"hw_{kind}.mp4"), kind, size="640x360"))
+for path in map(str, files):
+    info = probe(path)
+    times = [0.37, 1.93, info.duration - 0.05]
+    got = {}
+    for mode in ("none", "cuda"):
+        os.environ["VQA_HWACCEL"] = mode
+        warnings = []
+        seq = [(t, f) for width in (info.width, 160)
+               for t, f in decode(path, fps=5, width=width, info=info, warnings=warnings)]
+        at = read_frames_at(path, times, width=info.width, info=info, warnings=warnings)
+        got[mode] = (seq, at, warnings)
+    (s0, a0, w0), (s1, a1, w1) = got["none"], got["cuda"]
+    assert [t for t, _ in s0] == [t for t, _ in s1], path
+    bad = sum(not np.array_equal(x, y) for (_, x), (_, y) in zip(s0, s1))
+    bad += sum(not np.array_equal(x, y) for x, y in zip(a0, a1))
+    assert not bad, f"{os.path.basename(path)}: {bad} frames differ between hardware and software decoding"
+    assert w0 == w1, (w0, w1)
+    print(os.path.basename(path), len(s0) + len(a0), "frames identical", flush=True)
+if os.environ["DEVICE"] == "cuda":
+    assert not ffmpeg_bin._hw_failed, ffmpeg_bin._hw_failed  # hardware decoding started every time
+    print("hwaccel cuda:", len(files), "files, every frame equal to the software decode")
+else:  # a dry run: cuda was asked for, could not start, and the software decode took over
+    print("dry run: cuda fell back to software:", ffmpeg_bin._hw_failed or "(not offered)", "; frames equal")
+EOF
+
+# --- one big model at a time on the GPU: the CLIP's memory goes back before the captioner loads --------------
+check free-between-stages 120 "$VPY" - <<'EOF'
+import os
+
+from index.store import Store
+from pipelines.backends.profiles import Models, get_profile
+from pipelines.indexing import Indexer
+
+device = os.environ["DEVICE"]
+os.environ.pop("VQA_FREE_MODELS", None)
+models = Models(get_profile("tiny"), device=device)  # policy auto: models on a GPU are freed between steps
+seen = {}
+
+
+def watch(event, stage, model):
+    import torch
+
+    seen[(event, stage)] = torch.cuda.memory_allocated() if device == "cuda" else 0
+
+
+models.on_event(watch)
+store = Store(os.path.join(os.environ["WORK"], "free.db"))
+res = Indexer(store, models).index(os.path.join(os.environ["WORK"], "v.mp4"))
+assert res.status == "indexed", res.error
+if device == "cuda":
+    assert ("freed", "clip") in seen, seen
+    assert seen[("loading", "captioner")] < seen[("loaded", "clip")], seen
+    print("CUDA memory: clip loaded", seen[("loaded", "clip")], "bytes; at captioner load",
+          seen[("loading", "captioner")], "; loaded now:", models.loaded())
+else:
+    print("dry run on", device, "(nothing freed: tiny CPU models stay); loaded now", models.loaded())
+EOF
 
 # --- FAISS on the GPU (faiss-gpu in a venv of its own: vqa's runs above use faiss-cpu; never both in one) -----
 FPY="$VPY"
