@@ -104,8 +104,9 @@ def eval_(
     json_out: JsonOpt = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="One line per finished item on "
                                                                            "stderr.")] = True,
-    engine: Annotated[str, typer.Option("--engine", help="local, or ray: index the videos on a Ray cluster "
-                                                         "first (answering stays here).")] = "local",
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray: index the videos and answer the "
+                                                         "questions on a Ray cluster's workers (results "
+                                                         "written here, in order).")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster (auto, HOST:PORT, "
                                                                   "ray://HOST:10001); default: a local one.")] = None,
     worker_gpus: Annotated[float | None, typer.Option("--worker-gpus", min=0, help="--engine ray: GPUs per "
@@ -163,18 +164,21 @@ def eval_(
                                  seed=seed, search_only=search_only, zoom_rounds=zoom_rounds, subtitles=subtitles)
             if resume and out_path.exists():
                 check_resumable(out_path, runner.run_settings())
+            dispatch = None
             if engine == "ray":
-                from pipelines.engines.ray_eval import index_for_eval
+                from pipelines.engines.ray_eval import ray_dispatch
 
-                index_for_eval(store, models, runner, items, address=address, worker_gpus=worker_gpus,
-                               progress=(lambda *a: err("index: " + progress_line(*a))) if progress else None)
+                dispatch = ray_dispatch(store, models, runner, address=address, worker_gpus=worker_gpus,
+                                        progress=(lambda *a: err("index: " + progress_line(*a))) if progress
+                                        else None)
 
             def report(done: int, total: int, line: dict) -> None:
                 bar.close()
                 if progress or line.get("error"):
                     err(_progress_line(done, total, line))
 
-            summary = run_eval(items, methods, runner, out_path, resume=resume, progress=report, delta=delta)
+            summary = run_eval(items, methods, runner, out_path, resume=resume, progress=report, delta=delta,
+                               dispatch=dispatch)
             bar.close()
     if json_out:
         out_json({"results": str(out_path), "items": len(items), "skipped": [asdict(s) for s in skipped],

@@ -3,13 +3,14 @@
 :class:`RayCluster` connects (or starts a local cluster) and keeps Ray's own messages off stdout;
 :class:`ActorPool` holds one :class:`~pipelines.engines.worker.Worker` per actor (models loaded once each),
 sends calls to the least busy one and hands back finished calls, with a :class:`WorkerDied` for a call
-whose actor died for good (after Ray's ``RESTARTS`` restarts and retries).
+whose actor died for good (after Ray's ``RESTARTS`` restarts and retries); :func:`in_order` streams a
+sequence of calls through the pool and hands their values back in input order.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,50 @@ class ActorPool:
                 self.ray.kill(a, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A job of :func:`in_order` settled on the driver (an item's error found before sending it)."""
+
+    value: Any
+
+
+def in_order(pool: ActorPool | None, jobs: Iterable[Ready | tuple[str, tuple]],
+             on_done: Callable[[Any], None] | None = None) -> Iterator[Any]:
+    """Each job's value, in the order of ``jobs``, as soon as it and every job before it are done: a
+    :class:`Ready`'s own value, or what the pool's call ``(method, args)`` returned (a :class:`WorkerDied`
+    when its actor died). Jobs are drawn only as actors free up (``IN_FLIGHT`` calls each), so a lazy
+    ``jobs`` does its driver-side work just in time; ``on_done`` sees each call's value as it arrives."""
+    out: dict[int, Any] = {}
+    todo = iter(jobs)
+    drawn = shown = 0
+    more = True
+    while True:
+        while more and (pool is None or pool.free()):
+            job = next(todo, None)
+            if job is None:
+                more = False
+            elif isinstance(job, Ready):
+                out[drawn] = job.value
+                drawn += 1
+            else:
+                if pool is None:
+                    raise ValueError("in_order: a call without a pool")
+                method, args = job
+                pool.submit(drawn, method, *args)
+                drawn += 1
+        while shown in out:
+            yield out.pop(shown)
+            shown += 1
+        if pool is None or not pool.pending:
+            if not more:
+                return
+            continue
+        n, value = pool.next()
+        out[n] = value
+        if on_done is not None:
+            on_done(value)
 
 
 @dataclass

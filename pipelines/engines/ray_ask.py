@@ -21,7 +21,7 @@ from typing import Any
 from index.errors import StoreError
 from index.store import Store
 from pipelines.backends.profiles import Models
-from pipelines.engines.cluster import ActorPool, RayCluster, WorkerDied, make_pool
+from pipelines.engines.cluster import ActorPool, RayCluster, Ready, WorkerDied, in_order, make_pool
 from pipelines.engines.ray_engine import ProgressFn, index_on_ray
 from pipelines.engines.worker import WorkerSpec
 from pipelines.errors import VqaError
@@ -49,53 +49,44 @@ def ask_on_ray(store: Store, models: Models, opts: Any, items: list[dict], *, ba
     item's fields, or ``error`` for a line that is not JSON); ``batch``: each item names its ``video``,
     else every item is about ``video``."""
     t0 = time.monotonic()
-    out: dict[int, tuple[dict, bool]] = {}
-    todo: list[tuple[int, Any, dict, str]] = []
-    for i, item in enumerate(items):
-        rid = item.get("id", item["line"])
-        if "error" in item:
-            out[i] = ({"id": rid, "error": item["error"]}, True)
-            continue
-        vid = item.get("video") if batch else video
-        if not vid or not item.get("question"):
-            need = "item needs 'video' and 'question'" if batch else "item needs 'question'"
-            out[i] = (_error_line(rid, item, video, need), True)
-            continue
-        todo.append((i, rid, item, vid))
+    todo = [item.get("video") if batch else video for item in items
+            if "error" not in item and (item.get("video") if batch else video) and item.get("question")]
     cluster = pool = None
     index_errors: dict[str, str] = {}
-    next_out = 0
+    counts = [0, 0]  # answered, failed
+
+    def calls() -> Iterator[Ready | tuple[str, tuple]]:
+        for item in items:
+            rid = item.get("id", item["line"])
+            if "error" in item:
+                yield Ready(({"id": rid, "error": item["error"]}, True))
+                continue
+            vid = item.get("video") if batch else video
+            if not vid or not item.get("question"):
+                need = "item needs 'video' and 'question'" if batch else "item needs 'question'"
+                yield Ready((_error_line(rid, item, video, need), True))
+            elif vid in index_errors:
+                yield Ready((_error_line(rid, item, video, index_errors[vid]), True))
+            else:
+                yield "ask", (vid, item["question"], list(item.get("options") or []))
+
+    def done(value: Any) -> None:
+        counts[0] += 1
+        counts[1] += isinstance(value, WorkerDied) or "error" in value or "fatal" in value
+        if progress:
+            progress(counts[0], len(todo), None, time.monotonic() - t0, counts[1])
+
     try:
         if todo:
             cluster = RayCluster(address).__enter__()
             spec = WorkerSpec.of(models, IndexOptions(), ask_opts=opts, db=str(store.path))
             pool = make_pool(cluster, spec, models, jobs, worker_gpus, len(todo),
                              extra_env=[models.api.get("api_key_env") or "VQA_API_KEY"])
-            index_errors = _index_first(store, models, sorted({v for *_, v in todo if _needs_index(store, v)}),
+            index_errors = _index_first(store, models, sorted({v for v in todo if _needs_index(store, v)}),
                                         pool)
-        queue = list(todo)
-        total, done, failed = len(todo), 0, 0
-        while queue or (pool and pool.pending):
-            while queue and pool.free():
-                i, rid, item, vid = queue.pop(0)
-                if vid in index_errors:
-                    out[i] = (_error_line(rid, item, video, index_errors[vid]), True)
-                    continue
-                pool.submit((i, rid, item), "ask", vid, item["question"], list(item.get("options") or []))
-            while next_out in out:
-                yield _logged(store, *out.pop(next_out))
-                next_out += 1
-            if not pool or not pool.pending:
-                continue
-            (i, rid, item), value = pool.next()
-            out[i] = _finish(rid, item, video, value)
-            done += 1
-            failed += out[i][1]
-            if progress:
-                progress(done, total, None, time.monotonic() - t0, failed)
-        while next_out in out:
-            yield _logged(store, *out.pop(next_out))
-            next_out += 1
+        for item, value in zip(items, in_order(pool, calls(), done)):
+            line, failed = value if isinstance(value, tuple) else _finish(item, video, value)
+            yield (line, failed) if failed or "answer" not in line else (log_answer(store, line), False)
     finally:
         if pool is not None:
             pool.close()
@@ -112,8 +103,10 @@ def _index_first(store: Store, models: Models, refs: list[str], pool: ActorPool)
     return errors
 
 
-def _finish(rid: Any, item: dict, video: str | None, value: Any) -> tuple[dict, bool]:
-    """The item's line: the answer (logged when its turn to be written comes), or its error."""
+def _finish(item: dict, video: str | None, value: Any) -> tuple[dict, bool]:
+    """The item's line from what its worker sent back: the answer (logged when its turn to be written
+    comes), or its error."""
+    rid = item.get("id", item["line"])
     if isinstance(value, WorkerDied):
         return _error_line(rid, item, video, value.message("answering it")), True
     if "fatal" in value:
@@ -123,12 +116,10 @@ def _finish(rid: Any, item: dict, video: str | None, value: Any) -> tuple[dict, 
     return {"id": rid, **value["result"]}, False
 
 
-def _logged(store: Store, line: dict, failed: bool) -> tuple[dict, bool]:
-    """An answer line logged in the answers table with its answer_id, as `vqa ask` logs it (in input
-    order); a database that cannot take it leaves the answer standing, unlogged, and says so."""
-    if failed or "answer" not in line:
-        return line, failed
-    res = line
+def log_answer(store: Store, res: dict) -> dict:
+    """An answer (``Asker.answer_at(..., log=False)``'s result, as a worker sends it) logged in the
+    answers table with its ``answer_id``, as `vqa ask` logs it; a database that cannot take it leaves the
+    answer standing, unlogged, and says so. The driver calls this in input order: ids follow the input."""
     try:
         res["answer_id"] = store.add_answer({
             "video_id": res["video_id"], "question": res["question"], "options": res["options"],
@@ -137,4 +128,4 @@ def _logged(store: Store, line: dict, failed: bool) -> tuple[dict, bool]:
             "trace": res["trace"]})
     except StoreError as e:
         res["answer_id"], res["not_logged"] = None, str(e)
-    return res, False
+    return res

@@ -1,6 +1,6 @@
 """What runs inside a Ray actor: one set of models (loaded once, on first use) that indexes videos into a
-private in-memory store and sends the rows back, and answers questions over the main database opened
-read-only. No Ray import here: the engine wraps :class:`Worker` with ``ray.remote``."""
+private in-memory store and sends the rows back, answers questions over the main database opened
+read-only, and runs `vqa eval`'s items there with the eval runner's own per-item code. No Ray import here: the engine wraps :class:`Worker` with ``ray.remote``."""
 
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ class WorkerSpec:
     index_opts: IndexOptions = field(default_factory=IndexOptions)
     ask_opts: Any = None  # pipelines.ask.AskOptions, for workers that answer
     db: str | None = None  # the main database, read-only, for workers that answer
+    eval_opts: Any = None  # pipelines.eval.runner.EvalRunOptions, for workers that run `vqa eval`'s items
 
     @classmethod
     def of(cls, models: Models, index_opts: IndexOptions | None = None, *, ask_opts: Any = None,
-           db: str | None = None) -> WorkerSpec:
+           db: str | None = None, eval_opts: Any = None) -> WorkerSpec:
         return cls(models.profile, models.device, frozenset(models.explicit), dict(models.api),
-                   index_opts or IndexOptions(), ask_opts, db)
+                   index_opts or IndexOptions(), ask_opts, db, eval_opts)
 
 
 def _test_exit(point: str) -> None:
@@ -54,6 +55,7 @@ class Worker:
         self.spec = spec
         self.models = Models(spec.profile, device=spec.device, explicit=spec.explicit, **spec.api)
         self._store = None
+        self._eval_runner = None
 
     def where(self) -> dict[str, Any]:
         return {"host": socket.gethostname(), "pid": os.getpid()}
@@ -108,3 +110,21 @@ class Worker:
             return {"error": str(e)}
         except StoreError as e:  # the database, not this item: the driver stops with this one line
             return {"fatal": str(e)}
+
+    def eval(self, item: Any, method: str, video: Any, timings: dict[str, float]) -> dict[str, Any]:
+        """One `vqa eval` item with one method, its video prepared by the driver: the eval runner's own
+        :meth:`~pipelines.eval.runner.EvalRunner.run_prepared`, over the database read-only. Returns the
+        runner's result and the product's answer for the driver to log (``log``), or the text of the
+        item's error line (``error``), as a local run would write it."""
+        from pipelines.eval.results import error_line
+        from pipelines.eval.runner import EvalRunner
+
+        try:
+            if self._eval_runner is None:
+                self._eval_runner = EvalRunner(self._main_store(), self.models, None, self.spec.eval_opts,
+                                               log_answers=False)
+            runner = self._eval_runner
+            result = runner.run_prepared(item, method, video, timings)
+            return {"result": result, "log": runner.unlogged}
+        except Exception as e:  # noqa: BLE001 - as locally: a failed item is its own line, the run goes on
+            return {"error": error_line(item, method, e)["error"]}

@@ -28,7 +28,7 @@ from pipelines.errors import VqaError
 from pipelines.eval.baselines import topk_indices, uniform_times
 from pipelines.eval.items import EvalDataError, EvalItem
 from pipelines.eval.results import read_results
-from pipelines.indexing import Indexer, spec_fingerprint
+from pipelines.indexing import Indexer, IndexResult, spec_fingerprint
 from pipelines.stages.media import VideoInfo, probe
 
 METHODS = ("uniform", "topk", "vqa")
@@ -64,14 +64,20 @@ class _Video:
 class EvalRunner:
     """``runner(item, method) -> dict`` for :func:`pipelines.eval.run.run_eval`."""
 
-    def __init__(self, store: Store, models: Models, indexer: Indexer | None, opts: EvalRunOptions):
+    def __init__(self, store: Store, models: Models, indexer: Indexer | None, opts: EvalRunOptions, *,
+                 log_answers: bool = True):
         if opts.k < 1:
             raise ValueError("k must be >= 1")
         self.store = store
         self.models = models
         self.indexer = indexer
         self.opts = opts
-        self._videos: dict[str, _Video] = {}
+        # False (a cluster worker, the database read-only): the product's answers are not logged here; the
+        # last one waits in ``unlogged`` for the driver to log it (its ``answer_id`` is None until then)
+        self.log_answers = log_answers
+        self.unlogged: dict | None = None
+        self._videos: dict[tuple[str, str | None], _Video] = {}  # (path, subtitle file) -> the video
+        self._elsewhere: dict[tuple[str, str | None], IndexResult] = {}
         self._frames: dict[str, tuple[Any, Any]] = {}  # video id -> (times, embeddings) of the index
 
     # -- what a run is -----------------------------------------------------------------------------------
@@ -86,6 +92,12 @@ class EvalRunner:
 
     # -- the runner ------------------------------------------------------------------------------------
     def __call__(self, item: EvalItem, method: str) -> dict:
+        return self.run_prepared(item, method, *self.prepare(item, method))
+
+    def prepare(self, item: EvalItem, method: str) -> tuple[_Video, dict[str, float]]:
+        """The part of a call that reads and writes the database: the video probed and indexed (once),
+        and the index timing it reports with its first result. `--engine ray` runs this on the driver
+        and :meth:`run_prepared` on a worker."""
         if method not in METHODS:
             raise ValueError(f"unknown search method {method!r} (choose from {', '.join(METHODS)})")
         v = self._prepare(item)
@@ -93,6 +105,13 @@ class EvalRunner:
         if v.index_ms is not None:
             timings["index_ms"] = round(v.index_ms, 1)
             v.index_ms = None
+        return v, timings
+
+    def run_prepared(self, item: EvalItem, method: str, v: _Video, timings: dict[str, float]) -> dict:
+        """Search (and answer) one item with one method, its video prepared: reads the database only
+        (the product's answer is logged unless ``log_answers`` is False)."""
+        self.unlogged = None
+        timings = dict(timings)
         if method in ("topk", "vqa"):
             self.models.clip()  # loaded once, outside the timed search
         if method == "vqa" and not self.opts.search_only:
@@ -120,13 +139,15 @@ class EvalRunner:
                 t0 = time.perf_counter()
                 if self.indexer is not None:
                     indexer, v.subtitles = self._indexer_for(item, v.info)
-                    res = indexer.index(path)
+                    before = self._elsewhere.pop((path, sub_key), None)
+                    res = before if before and before.status == "failed" else indexer.index(path)
                     if res.status == "failed":
                         raise VqaError(f"indexing failed: {res.error}", path)
-                    v.index_status = res.status
+                    v.index_status = before.status if before else res.status
                     v.video = self.store.get_video(res.video_id)
                     _check_transcript(self.store, self.models, indexer, v.video["id"], path,
                                       own=indexer is self.indexer)
+                    t0 -= before.seconds if before else 0.0
                 else:
                     v.video = self.store.find_video(path)
                     v.index_status = "existing" if v.video else None
@@ -138,6 +159,12 @@ class EvalRunner:
         if v.error:
             raise VqaError(v.error)
         return v
+
+    def indexed_elsewhere(self, item: EvalItem, result: IndexResult) -> None:
+        """The item's video was just indexed elsewhere (on a cluster), with the options
+        :meth:`_indexer_for` gives: its results report that indexing (status, time) as a local run's
+        would, and a failure is its items' error without indexing it again here."""
+        self._elsewhere[(item.video, item.subtitles if self.opts.subtitles else "-")] = result
 
     def _indexer_for(self, item: EvalItem, info: VideoInfo) -> tuple[Indexer, str]:
         """The indexer for this item's video: with the benchmark's subtitles as its transcript, with an
@@ -204,10 +231,17 @@ class EvalRunner:
     # -- answering -------------------------------------------------------------------------------------
     def _ask(self, item: EvalItem, v: _Video) -> dict:
         """The product end to end (search, frames, context, answer), as `vqa ask` runs it."""
-        from pipelines.ask import Asker
+        from pipelines.ask import Asker, search_keyframes
 
-        r = Asker(self.store, self.models, self._ask_options(), indexer=None).ask(
-            v.path, item.question, list(item.options))
+        t0 = time.perf_counter()  # Asker.ask, with the log left to the driver where it must be
+        opts = self._ask_options()
+        found = search_keyframes(self.store, self.models, v.path, item.question, list(item.options), opts,
+                                 indexer=None)
+        r = Asker(self.store, self.models, opts, indexer=None).answer_at(
+            found.video, item.question, list(item.options), found.result.keyframes, search=found, started=t0,
+            log=self.log_answers)
+        if not self.log_answers:
+            self.unlogged, r = r, {**r, "answer_id": None}
         t = r["timings"]
         search_ms = sum(t.get(k, 0.0) for k in ("embed_query_ms", "text_ms", "search_ms"))
         return {"keyframes": r["keyframes"], "frames_scored": int(t["frames_scored"]),
