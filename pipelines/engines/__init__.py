@@ -1,6 +1,6 @@
 """How work is dispatched: ``local`` (this process; ``--jobs N`` threads, see :mod:`pipelines.batch`) or
 ``ray`` (a Ray cluster: :mod:`pipelines.engines.ray_engine` for `vqa index`, :mod:`pipelines.engines.ray_ask`
-for `vqa ask --batch`; :mod:`~pipelines.engines.cluster` reaches the cluster and holds the actors,
+for `vqa ask --batch`, :mod:`pipelines.engines.ray_eval` for `vqa eval`; :mod:`~pipelines.engines.cluster` reaches the cluster and holds the actors,
 :mod:`~pipelines.engines.worker` is what runs in them, :mod:`~pipelines.engines.transfer` moves rows
 between their scratch stores and the one database). Nothing here imports Ray until a command asks for it."""
 
