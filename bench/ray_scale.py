@@ -7,17 +7,23 @@
    stopped after them (``ray stop``: every Ray process of this user on this machine); its start time is
    printed apart, since a cluster outlives the commands sent to it. Each ray run includes its workers'
    start and model loading, as a user sees it.
-2. The one writer: rows per second (and MB/s) that :func:`pipelines.engines.transfer.import_video` commits
+2. `vqa eval`: items (question x method) answered per wall second, locally and with ``--engine ray``
+   (``--workers`` actors), on the same already-indexed database: ``--questions`` multiple-choice questions
+   per video, methods uniform, topk and vqa, the tiny answerer; each run a fresh process on a fresh
+   results file, the workers' start and model loading included.
+3. The one writer: rows per second (and MB/s) that :func:`pipelines.engines.transfer.import_video` commits
    into a fresh database on this disk, for what a worker sends back for one hour of video under the
    default profile (3,600 frames with 768-d embeddings and 256-px thumbnails, 240 scenes and captions,
    1,400 timed lines and their 384-d sentence vectors), ``--hours`` such videos.
 
 Usage: python bench/ray_scale.py [--videos 12] [--seconds 20] [--workers 2] [--repeat 2] [--hours 4]
+       [--questions 2] [--eval-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -26,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import MODELS, bench_env, index_fresh
+from _common import MODELS, bench_env, index_fresh, run_measured, vqa_cmd
 from batch import batch_videos
 
 RAY_PORT = 6391  # not Ray's default, so that the bench's head node is its own
@@ -117,6 +123,39 @@ def writer_rate(hours: int) -> tuple[float, float, int, float]:
     return rows / wall, nbytes / wall / 1e6, row_count(payloads[0]), nbytes / hours / 1e6
 
 
+def eval_walls(folder: Path, address: str, questions: int, repeat: int) -> tuple[int, float, float]:
+    """(items, best local wall, best ray wall) of `vqa eval` over ``folder``'s videos, indexed once first."""
+    home = Path(tempfile.mkdtemp(prefix="vqa-bench-eval-"))
+    try:
+        env, db = bench_env(home), str(home / "vqa.db")
+        wall, _, rc = run_measured([*vqa_cmd(), "index", str(folder), "--db", db, "--profile", "tiny", "--jobs", "2"],
+                                   env=env)
+        if rc != 0:
+            raise SystemExit(f"vqa index {folder} failed (exit {rc})")
+        asks = [("Which pattern fills the screen?", ["colour bars", "a fractal", "a test pattern"]),
+                ("Is there any text on screen?", ["yes", "no"]), ("What colour dominates?", ["red", "green", "blue"])]
+        bench = home / "bench.jsonl"
+        with bench.open("w") as f:
+            for v in sorted(folder.glob("*.mp4")):
+                for q in range(questions):
+                    question, options = asks[q % len(asks)]
+                    f.write(json.dumps({"id": f"{v.stem}-{q}", "video": str(v), "question": question,
+                                        "options": options, "answer": "A"}) + "\n")
+        items = sum(1 for _ in bench.open()) * 3
+        base = [*vqa_cmd(), "eval", str(bench), "--db", db, "--profile", "tiny", "--frames", "4", "--no-resume",
+                "--no-progress"]
+        walls = {"local": float("inf"), "ray": float("inf")}
+        for _ in range(repeat):
+            for name, extra in (("local", []), ("ray", ["--engine", "ray", "--address", address])):
+                wall, _, rc = run_measured([*base, "--out", str(home / f"{name}.jsonl"), *extra], env=env)
+                if rc != 0:
+                    raise SystemExit(f"vqa eval ({name}) failed (exit {rc})")
+                walls[name] = min(walls[name], wall)
+        return items, walls["local"], walls["ray"]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--videos", type=int, default=12)
@@ -126,6 +165,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--hours", type=int, default=4, help="Hours of video the writer bench imports.")
     ap.add_argument("--writer-only", action="store_true", help="Only the writer's rate (no Ray needed).")
+    ap.add_argument("--questions", type=int, default=2, help="`vqa eval` questions per video.")
+    ap.add_argument("--eval-only", action="store_true", help="Only the `vqa eval` comparison.")
     a = ap.parse_args()
 
     if a.writer_only:
@@ -137,19 +178,25 @@ def main() -> None:
     address, start_s = start_cluster(a.workers)
     walls = {"jobs": float("inf"), "ray": float("inf")}
     try:
-        for _ in range(a.repeat):
+        for _ in range(0 if a.eval_only else a.repeat):
             walls["jobs"] = min(walls["jobs"], index_fresh(folder, "--profile", "tiny", "--jobs", "2")[0])
             walls["ray"] = min(walls["ray"], index_fresh(folder, "--profile", "tiny", "--engine", "ray",
                                                          "--address", address, "--jobs", str(a.workers))[0])
+        items, eval_local, eval_ray = eval_walls(folder, address, a.questions, a.repeat)
     finally:
         stop_cluster()
     print(f"videos: {a.videos} x {a.seconds:g} s ({a.size}), {total:g} video seconds; profile tiny; "
           f"{os.cpu_count()} CPUs")
     print(f"ray start --head --num-cpus {a.workers}: {start_s:.1f} s (once per cluster, not in the runs)")
-    print(f"--jobs 2               : {walls['jobs']:7.1f} s wall -> {total / walls['jobs']:6.2f} video s per wall s")
-    print(f"--engine ray ({a.workers} workers): {walls['ray']:7.1f} s wall -> {total / walls['ray']:6.2f} video s per wall s")
-    print(f"throughput ratio ray / jobs 2: {walls['jobs'] / walls['ray']:.2f}")
-    print_writer(a.hours)
+    if not a.eval_only:
+        print(f"--jobs 2               : {walls['jobs']:7.1f} s wall -> {total / walls['jobs']:6.2f} video s per wall s")
+        print(f"--engine ray ({a.workers} workers): {walls['ray']:7.1f} s wall -> {total / walls['ray']:6.2f} video s per wall s")
+        print(f"throughput ratio ray / jobs 2: {walls['jobs'] / walls['ray']:.2f}")
+    print(f"vqa eval, {items} items (uniform, topk, vqa; tiny answerer): local {eval_local:.1f} s -> "
+          f"{items / eval_local:.2f} items/s; --engine ray ({a.workers} workers) {eval_ray:.1f} s -> "
+          f"{items / eval_ray:.2f} items/s; ratio ray / local {eval_local / eval_ray:.2f}")
+    if not a.eval_only:
+        print_writer(a.hours)
 
 
 def print_writer(hours: int) -> None:
