@@ -42,19 +42,31 @@ class StageRows:
         return out
 
     def _read_frame_matrix(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        times, vecs = [], []
-        for r in self.db.query("select t, embedding from frames where run_key = ? order by idx", [key]):
-            times.append(r["t"])
+        """One entry per sample: a row that stands for ``n`` unchanged samples (``t`` … ``t_end``) is
+        read back as ``n`` samples evenly over that range, all with its embedding, so that search sees
+        the same curve whether or not unchanged frames were stored once."""
+        times: list[np.ndarray] = []
+        vecs, counts = [], []
+        for r in self.db.query("select t, t_end, n, embedding from frames where run_key = ? order by idx", [key]):
+            n = int(r["n"] or 1)
+            times.append(np.linspace(r["t"], r["t_end"], n) if n > 1 and r["t_end"] is not None
+                         else np.asarray([r["t"]], dtype=np.float64))
             vecs.append(from_blob(r["embedding"]))
+            counts.append(len(times[-1]))
         if not vecs:
             return np.zeros(0, dtype=np.float64), np.zeros((0, 0), dtype=np.float32)
-        return np.asarray(times, dtype=np.float64), np.stack(vecs).astype(np.float32, copy=False)
+        mat = np.stack(vecs).astype(np.float32, copy=False)
+        if any(c > 1 for c in counts):
+            mat = np.repeat(mat, counts, axis=0)
+        return np.concatenate(times).astype(np.float64, copy=False), mat
 
     def frame_jpegs(self, key: str, times: Iterable[float]) -> dict[float, bytes]:
         out = {}
         for t in times:
-            rows = list(self.db.query(
-                "select t, jpeg from frames where run_key = ? order by abs(t - ?) limit 1", [key, t]))
+            rows = list(self.db.query(  # the row whose time range holds t, else the nearest one
+                "select t, jpeg from frames where run_key = ? order by "
+                "min(abs(t - ?), abs(coalesce(t_end, t) - ?), "
+                "case when ? between t and coalesce(t_end, t) then 0 else 1e300 end) limit 1", [key, t, t, t]))
             if rows:
                 out[t] = rows[0]["jpeg"]
         return out

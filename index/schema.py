@@ -69,3 +69,12 @@ def _m002(db: sqlite_utils.Database) -> None:
     db["text_vectors"].create(
         {"run_key": str, "text_run": str, "idx": int, "embedding": bytes}, pk=("run_key", "text_run", "idx"),
     )
+
+
+@migrations(name="003_frame_spans")
+def _m003(db: sqlite_utils.Database) -> None:
+    # A sampled frame that stays unchanged (a still image, a slide held for an hour) is stored once:
+    # ``t_end`` is the time of the last sample it stands for and ``n`` how many samples that is
+    # (NULL: the row is one sample, as every row written before this migration).
+    db["frames"].add_column("t_end", float)
+    db["frames"].add_column("n", int)

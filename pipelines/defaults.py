@@ -10,6 +10,9 @@ EMBED_FPS = 1.0  # frames per second embedded with CLIP
 OCR_FPS = 2.0  # frames per second probed for on-screen text
 THUMB_WIDTH = 256  # stored thumbnail width, pixels
 MIN_SCENE_LEN = 0.6  # shortest scene, seconds
+STILL_MEAN_DIFF = 1.0  # two sampled frames are the same picture (stored once) when their mean absolute
+STILL_PIXEL_DIFF = 24  # difference is at most this (0-255) and at most STILL_PIXEL_SHARE of their pixels
+STILL_PIXEL_SHARE = 0.001  # differ by more than STILL_PIXEL_DIFF (codec noise passes; a changed detail does not)
 
 # -- keyframe search -------------------------------------------------------------------------------
 K = 8  # keyframes per question

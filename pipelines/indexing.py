@@ -37,6 +37,7 @@ from pipelines.plan import (  # noqa: F401 - the plan lives in plan.py; these na
 )
 from pipelines.stages.media import VideoInfo, check_file, decode, probe
 from pipelines.stages.segment import SceneSegmenter, to_jpeg
+from pipelines.stages.stills import same_picture
 
 ROWS_PER_COMMIT = 64
 MAX_PENDING_FRAMES = 512  # sampled frames held while the CLIP is still loading
@@ -66,8 +67,10 @@ class Cancelled(KeyboardInterrupt):
 def _test_pause(point: str, check_cancel: Callable[[], None]) -> None:
     """Test hook, inert unless ``VQA_TEST_PAUSE_AT=POINT:FILE`` is set: on reaching POINT the indexer
     creates FILE and waits there until it is killed or interrupted (or FILE is deleted: then it goes on),
-    so tests can SIGKILL, SIGINT or race it at a known moment. Points: ``probed`` (video probed and claimed, no stage started), ``frames`` (frame
-    embeddings committed, their run not yet done), ``captions`` (captions computed, run not yet done)."""
+    so tests can SIGKILL, SIGINT or race it at a known moment. Points: ``probed`` (video probed and claimed, no
+    stage started), ``scenes`` (the decode done, scenes computed, run not yet done), ``frames`` (frame
+    embeddings committed, their run not yet done), ``captions`` (captions computed, run not yet done),
+    ``transcript`` (speech transcribed, run not yet done)."""
     spec = os.environ.get("VQA_TEST_PAUSE_AT")
     if not spec or spec.partition(":")[0] != point:
         return
@@ -219,8 +222,9 @@ class Indexer:
         opts = self.opts
         consumers: list[tuple[_Sampler, Callable[[float, np.ndarray], None]]] = []
         segmenter = loading = scanner = None
-        frames_buf: list[tuple[float, np.ndarray]] = []
-        frame_idx = [0]
+        frames_buf: list[list[Any]] = []  # [t, frame, t_end, n]: a picture and the samples it stands for
+        frame_idx = [0]  # rows written
+        sampled = [0]  # samples they stand for
         key_frames = todo["frames"].key if "frames" in todo else None
 
         if "frames" in stages:
@@ -230,23 +234,31 @@ class Indexer:
             loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqa-load").submit(self.models.clip)
 
             def flush(final: bool = False) -> None:
-                if not frames_buf:
+                # The last picture stays buffered until the decode ends or the picture changes: the
+                # samples after it may still be the same picture, stored once with their time range.
+                ready = frames_buf if final else frames_buf[:-1]
+                if not ready:
                     return
                 if not final and not loading.done() and len(frames_buf) < MAX_PENDING_FRAMES:
                     return
                 clip = loading.result()
-                vecs = clip.embed_images([f for _, f in frames_buf])
+                vecs = clip.embed_images([f for _, f, _, _ in ready])
                 rows = [{"run_key": key_frames, "idx": frame_idx[0] + i, "t": float(t),
-                         "embedding": to_blob(v), "jpeg": to_jpeg(f, opts.thumb_width)}
-                        for i, ((t, f), v) in enumerate(zip(frames_buf, vecs))]
+                         "embedding": to_blob(v), "jpeg": to_jpeg(f, opts.thumb_width),
+                         "t_end": float(t_end) if n > 1 else None, "n": n if n > 1 else None}
+                        for i, ((t, f, t_end, n), v) in enumerate(zip(ready, vecs))]
                 self.store.add_rows("frames", rows)
                 frame_idx[0] += len(rows)
-                frames_buf.clear()
+                sampled[0] += sum(n for *_, n in ready)
+                del frames_buf[:len(ready)]
                 _test_pause("frames", self._check_cancel)
 
             def on_frame(t: float, f: np.ndarray) -> None:
-                frames_buf.append((t, f))
-                if len(frames_buf) >= ROWS_PER_COMMIT:
+                if frames_buf and same_picture(frames_buf[-1][1], f):
+                    frames_buf[-1][2:] = [t, frames_buf[-1][3] + 1]
+                    return
+                frames_buf.append([t, f, t, 1])
+                if len(frames_buf) > ROWS_PER_COMMIT:
                     flush()
 
             consumers.append((_Sampler(opts.embed_fps), on_frame))
@@ -280,6 +292,7 @@ class Indexer:
         duration = max(info.duration, last_t)
         if segmenter is not None:
             scenes = segmenter.finish(duration)
+            _test_pause("scenes", self._check_cancel)
             key = todo["scenes"].key
             rows = [{"run_key": key, "idx": i, "start": s.start, "end": s.end, "rep_t": s.rep_t,
                      "rep_jpeg": s.rep_jpeg}
@@ -288,7 +301,8 @@ class Indexer:
                                   rows={"scenes": rows})
         if loading is not None:
             flush(final=True)
-            self.store.finish_run(key_frames, stats={"frames": frame_idx[0], "dim": None, "profile": profile.name,
+            self.store.finish_run(key_frames, stats={"frames": sampled[0], "stored": frame_idx[0], "dim": None,
+                                                     "profile": profile.name,
                                                      "random_weights": loading.result().random_weights})
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)
@@ -353,6 +367,7 @@ class Indexer:
                 transcriber.on_progress = lambda done, total: self._say("transcribing the speech", done, total)
             result = transcriber.transcribe(path, language=self.opts.language,
                                                           has_audio=info.has_audio)
+        _test_pause("transcript", self._check_cancel)
         segments, status, error = result.segments, result.status, result.error
         origins = sorted({s.source for s in segments})
         rows = [{"run_key": plan.key, "idx": i, "video_id": video_id, "source": "speech", "start": s.start,

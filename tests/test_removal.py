@@ -23,7 +23,9 @@ from tests.test_robustness import vqa_cmd, vqa_env
 
 built_models, media, reference, indexed = faults.built_models, faults.media, faults.reference, faults.indexed
 # -- `vqa rm` while another process indexes the video -------------------------------------------------
-RM_POINTS = ("probed", "frames", "captions")  # before any stage; frames committed; captions computed
+# before any stage; scenes computed; frames committed; captions computed; speech transcribed
+RM_POINTS = ("probed", "scenes", "frames", "captions", "transcript")
+WHISPER = ["--whisper", "packaged:tiny.en"]  # the tiny profile has no transcriber: the packaged real one
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,8 @@ def indexing(media, built_models, tmp_path_factory):
         db, marker, log = base / f"{point}.db", base / f"{point}.paused", base / f"{point}.log"
         env = vqa_env(base / "home", VQA_TEST_PAUSE_AT=f"{point}:{marker}")
         with log.open("wb") as f:
-            proc = subprocess.Popen(vqa_cmd("index", *TINY, "--db", str(db), str(media["a"])), env=env,
+            extra = WHISPER if point == "transcript" else []
+            proc = subprocess.Popen(vqa_cmd("index", *TINY, *extra, "--db", str(db), str(media["a"])), env=env,
                                     stdout=subprocess.DEVNULL, stderr=f)
         children[point] = {"proc": proc, "db": db, "marker": marker, "log": log}
     yield children

@@ -233,9 +233,11 @@ def test_zoo_with_jobs_2_indexes_every_good_video_and_reports_every_bad_input_on
         assert set(store.video_paths(vid2)) == {str(base / "zoo/good02.mp4"), str(base / "zoo/copy of good02.mp4")}
 
         def frames(path: str) -> list[tuple[float, tuple[int, int]]]:
-            run = store.latest_run(by_path[path]["video_id"], "frames")
-            return [(r["t"], Image.open(io.BytesIO(r["jpeg"])).size) for r in store.db.query(
-                "select t, jpeg from frames where run_key = ? order by idx", [run["key"]])]
+            """Every sample as search reads it (an unchanged picture is stored once for its samples)."""
+            key = store.latest_run(by_path[path]["video_id"], "frames")["key"]
+            times = [float(t) for t in store.frame_matrix(key)[0]]
+            jpegs = store.frame_jpegs(key, times)
+            return [(t, Image.open(io.BytesIO(jpegs[t])).size) for t in times]
 
         # rotated: displayed upright (portrait), timestamps in order and inside the video
         rot = by_path["zoo/rotated.mp4"]

@@ -229,7 +229,8 @@ def decode(
     """Yield ``(timestamp_seconds, RGB uint8 frame)`` sampled at ``fps`` and scaled to ``width``.
 
     Times are on the grid ``k / fps`` of the file's own timeline; the frame at ``t`` is the last frame of
-    the video whose presentation time is ``<= t``. Sampling and scaling happen inside ffmpeg. With
+    the video whose presentation time is ``<= t``. A sequential decode never asks for more frames than the
+    file has: ``fps`` above the file's average rate (a slideshow, one frame a minute) is lowered to it. Sampling and scaling happen inside ffmpeg. With
     ``start`` the range ``[start, start + duration)`` is read by random access (``seek.frames_at``),
     which gives the very frames a decode from the beginning gives at those times.
     Decode errors go to ``warnings`` (when given) in words. Raises MediaError (after the frames it got)
@@ -249,6 +250,8 @@ def decode(
             chunk = times[i:i + RANGE_CHUNK]
             yield from zip(chunk, frames_at(path, chunk, w=w, h=h, threads=threads, warnings=warnings))
         return
+    if 0 < info.fps < fps:  # a slideshow, a time-lapse, one frame a minute: never more frames than it has
+        fps = info.fps  # (the grid would repeat each of its frames up to fps / info.fps times)
     yield from _sequential(path, info, fps, w, h, duration, threads, warnings)
 
 
