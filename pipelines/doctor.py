@@ -63,6 +63,12 @@ def run_checks(db_path: Path, profile_name: str | None) -> list[dict[str, Any]]:
         checks.append(_check("ffmpeg", True, ffmpeg_choice().describe()))  # which binary, its version, why
     except Exception as e:  # noqa: BLE001 - doctor reports, never crashes
         checks.append(_check("ffmpeg", False, str(e)))
+    try:
+        from pipelines.stages.ffmpeg_bin import hwaccel_choice
+
+        checks.append(_check("decoding", True, hwaccel_choice().describe(), optional=True))  # VQA_HWACCEL
+    except Exception as e:  # noqa: BLE001 - doctor reports, never crashes
+        checks.append(_check("decoding", False, str(e), optional=True))
     probe = ffprobe_binary()
     checks.append(_check("ffprobe", True, probe or "not found; probing with PyAV instead", optional=True))
     try:

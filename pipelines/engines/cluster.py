@@ -24,7 +24,7 @@ IN_FLIGHT = 2  # tasks queued per actor: the next video is ready when one finish
 WORKER_CPUS = 1.0
 # What a worker takes from the driver's environment: where models live, offline mode, test hooks.
 FORWARD_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_OFFLINE", "VQA_HOME", "VQA_MODELS",
-               "VQA_FFMPEG", "VQA_TEST_RAY_EXIT_AT", "VQA_TEST_PAUSE_AT")
+               "VQA_FFMPEG", "VQA_FREE_MODELS", "VQA_HWACCEL", "VQA_TEST_RAY_EXIT_AT", "VQA_TEST_PAUSE_AT")
 
 
 class RayCluster:

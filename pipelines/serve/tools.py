@@ -71,6 +71,8 @@ class VideoTools:
                  reports_dir: str | Path | None = None):
         self.store = store
         self.models = models
+        if not os.environ.get("VQA_FREE_MODELS"):  # a server's point is warm models: it frees none unless told
+            models.free = "never"
         self.indexer = Indexer(store, models, index_opts)
         self.reports_dir = Path(reports_dir) if reports_dir else None
         self.lock = threading.Lock()
