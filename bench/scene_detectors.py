@@ -22,6 +22,10 @@ cases: cockatoo became 5 scenes, the flash and the occlusion split their shot, t
 3 of 5 near-identical colour cuts were missed. Refinement costs one short random-access read per cut.
 Default: ``content`` (all four now score the same here; it is PySceneDetect's default).
 
+Refinement "reread" reads each cut window again from the file (one random-access read per cut, as
+before); "decode" takes the windows' frames from the decode's own every-frame side stream (what `vqa
+index` does now: no second read).
+
 Usage: python bench/scene_detectors.py [--real DIR]
 """
 
@@ -35,8 +39,8 @@ from pathlib import Path
 from _common import OUT
 
 from pipelines.stages.ffmpeg_bin import ffmpeg_binary
-from pipelines.stages.media import decode, probe
-from pipelines.stages.segment import DETECTORS, SceneParams, SceneSegmenter
+from pipelines.stages.media import SideStream, decode, probe
+from pipelines.stages.segment import DETECTORS, FINE_WIDTH, SceneParams, SceneSegmenter
 from tests.synth import make_one_shot_video, make_scenes_video, make_slides_video
 
 HIT = 0.25
@@ -78,13 +82,25 @@ def generated() -> dict[str, tuple[Path, list[float], tuple[float, float] | None
     return cases
 
 
-def segment(path: Path, frames: list, duration: float, params: SceneParams, refine: bool) -> tuple[list[float], float]:
+def segment(path: Path, frames: list, fine: list, duration: float, params: SceneParams,
+            refine: str) -> tuple[list[float], float, int]:
+    """``refine``: "no" (the analysis grid alone), "reread" (each cut window read again from the file, as
+    before), "decode" (the windows' frames from the decode's own every-frame side stream, as `vqa index`
+    does now: handed over before each sampled frame up to a little past its time, as the decode does)."""
     t0 = time.perf_counter()
-    seg = SceneSegmenter(params, source=str(path) if refine else None)
+    seg = SceneSegmenter(params, source=str(path) if refine != "no" else None)
+    j = 0
     for t, f in frames:
+        if refine == "decode":
+            while j < len(fine) and fine[j][0] <= t + 0.1:
+                seg.fine(*fine[j])
+                j += 1
         seg.feed(t, f)
+    if refine == "decode":
+        for item in fine[j:]:
+            seg.fine(*item)
     found = [s.start for s in seg.finish(duration)[1:]]
-    return found, time.perf_counter() - t0
+    return found, time.perf_counter() - t0, seg.reread
 
 
 def score(found: list[float], cuts: list[float], fade: tuple[float, float] | None, frame: float):
@@ -114,33 +130,40 @@ def main() -> None:
     decoded = {}
     for name, (path, _, _) in cases.items():
         info = probe(str(path))
-        decoded[name] = (info, list(decode(str(path), fps=SceneParams().fps, width=384, info=info)))
+        fine: list = []
+        frames = list(decode(str(path), fps=SceneParams().fps, width=384, info=info,
+                             side=SideStream(FINE_WIDTH, lambda t, f, out=fine: out.append((t, f)))))
+        decoded[name] = (info, frames, fine)
     settings = [(det, None) for det in DETECTORS]
     print(f"{'detector':<10} {'refine':<6} {'case':<22} {'TP':>3} {'FP':>3} {'FN':>3} {'1f':>3}  offsets ms")
     totals = {}
     for det, thr in settings:
-        for refine in (False, True):
+        for refine in ("no", "reread", "decode"):
             tp_all = fp_all = fn_all = one_all = 0
             offs_all: list[float] = []
             ms = 0.0
+            reread = 0
             for name, (path, cuts, fade) in cases.items():
-                info, frames = decoded[name]
-                found, secs = segment(path, frames, info.duration, SceneParams(detector=det, threshold=thr), refine)
+                info, frames, fine = decoded[name]
+                found, secs, again = segment(path, frames, fine, info.duration,
+                                             SceneParams(detector=det, threshold=thr), refine)
+                reread += again
                 tp, fp, fn, offs, one = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
                 tp_all, fp_all, fn_all, one_all = tp_all + tp, fp_all + fp, fn_all + fn, one_all + one
                 offs_all += offs
                 ms += 1000 * secs / max(len(frames), 1)
                 shown = " ".join(f"{1000 * o:+.0f}" for o in offs)
-                print(f"{det:<10} {'yes' if refine else 'no':<6} {name:<22} {tp:>3} {fp:>3} {fn:>3} {one:>3}  {shown}")
+                print(f"{det:<10} {refine:<6} {name:<22} {tp:>3} {fp:>3} {fn:>3} {one:>3}  {shown}")
             p = tp_all / max(tp_all + fp_all, 1)
             r = tp_all / max(tp_all + fn_all, 1)
             mean = 1000 * sum(abs(o) for o in offs_all) / max(len(offs_all), 1)
             worst = 1000 * max((abs(o) for o in offs_all), default=0.0)
-            totals[(det, refine)] = (p, r, one_all, tp_all, mean, worst, ms / len(cases))
+            totals[(det, refine)] = (p, r, one_all, tp_all, mean, worst, ms / len(cases), reread)
     print()
-    for (det, refine), (p, r, one, tp, mean, worst, ms) in totals.items():
-        print(f"{det:<10} refine {'yes' if refine else 'no ':<3}  precision {p:.2f}  recall {r:.2f}  "
-              f"within 1 frame {one}/{tp}  |offset| mean {mean:.0f} ms, max {worst:.0f} ms  {ms:.2f} ms/frame")
+    for (det, refine), (p, r, one, tp, mean, worst, ms, reread) in totals.items():
+        print(f"{det:<10} refine {refine:<6}  precision {p:.2f}  recall {r:.2f}  "
+              f"within 1 frame {one}/{tp}  |offset| mean {mean:.0f} ms, max {worst:.0f} ms  {ms:.2f} ms/frame"
+              f"  windows re-read {reread}")
 
 
 if __name__ == "__main__":

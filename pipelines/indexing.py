@@ -35,8 +35,8 @@ from pipelines.plan import (  # noqa: F401 - the plan lives in plan.py; these na
     spec_fingerprint,
     stage_status,
 )
-from pipelines.stages.media import VideoInfo, check_file, decode, probe
-from pipelines.stages.segment import SceneSegmenter, to_jpeg
+from pipelines.stages.media import SideStream, VideoInfo, check_file, decode, probe
+from pipelines.stages.segment import FINE_WIDTH, SceneSegmenter, to_jpeg
 from pipelines.stages.stills import same_picture
 
 ROWS_PER_COMMIT = 64
@@ -276,7 +276,9 @@ class Indexer:
                   opts.ocr_fps if scanner else 0)
         n = 0
         last_t = 0.0
-        for t, frame in decode(path, fps=fps, width=profile.decode_width, info=info):
+        # the cut windows' frames at the source's rate come from this same decode (a small side stream)
+        side = SideStream(FINE_WIDTH, segmenter.fine) if segmenter is not None and opts.scene.refine else None
+        for t, frame in decode(path, fps=fps, width=profile.decode_width, info=info, side=side):
             self._check_cancel()
             for sampler, consume in consumers:
                 if sampler.take(t):
@@ -297,7 +299,8 @@ class Indexer:
             rows = [{"run_key": key, "idx": i, "start": s.start, "end": s.end, "rep_t": s.rep_t,
                      "rep_jpeg": s.rep_jpeg}
                     for i, s in enumerate(scenes)]
-            self.store.finish_run(key, stats={"scenes": len(rows), "frames_analysed": len(segmenter.times)},
+            self.store.finish_run(key, stats={"scenes": len(rows), "frames_analysed": len(segmenter.times),
+                                              "cut_windows_reread": segmenter.reread},
                                   rows={"scenes": rows})
         if loading is not None:
             flush(final=True)

@@ -19,7 +19,7 @@ import re
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -225,6 +225,7 @@ def decode(
     duration: float | None = None,
     threads: int = 0,
     warnings: list[str] | None = None,
+    side: SideStream | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(timestamp_seconds, RGB uint8 frame)`` sampled at ``fps`` and scaled to ``width``.
 
@@ -238,6 +239,10 @@ def decode(
     errors (a truncated file): a partial decode is never silent.
     ffmpeg runs in its own process group, so a Ctrl-C in the terminal reaches only us, never cuts the
     stream short behind our back.
+    With ``side`` (a sequential decode only), the same decode also gives every frame of the video, at the
+    source's own rate and scaled small, to ``side.feed(t, frame)`` (called on this thread, before each
+    sampled frame is yielded, with the side frames up to about its time): one ffmpeg graph split in two
+    (``split``), so what needs every frame (where exactly a shot changes) costs no second decode.
     """
     info = info or probe(path)
     w, h = even_size(info, width)
@@ -252,42 +257,74 @@ def decode(
         return
     if 0 < info.fps < fps:  # a slideshow, a time-lapse, one frame a minute: never more frames than it has
         fps = info.fps  # (the grid would repeat each of its frames up to fps / info.fps times)
-    yield from _sequential(path, info, fps, w, h, duration, threads, warnings)
+    yield from _sequential(path, info, fps, w, h, duration, threads, warnings, side=side)
+
+
+@dataclass
+class SideStream:
+    """Every frame of a sequential decode, scaled to ``width`` (even, aspect kept), for ``feed(t, rgb)``."""
+
+    width: int
+    feed: Callable[[float, np.ndarray], None]
 
 
 def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration: float | None, threads: int,
-                warnings: list[str] | None, hw: bool = True) -> Iterator[tuple[float, np.ndarray]]:
+                warnings: list[str] | None, hw: bool = True,
+                side: SideStream | None = None) -> Iterator[tuple[float, np.ndarray]]:
     from pipelines.stages.ffmpeg_bin import hwaccel_args, hwaccel_failed
 
     frame_bytes = w * h * 3
     hw_in, hw_vf = hwaccel_args(path, "pass") if hw else ([], "")  # hardware decoding: see ffmpeg_bin
     cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-threads", str(threads),
            *hw_in, "-copyts", "-start_at_zero", *input_args(path)]
-    if duration is not None:
-        cmd += ["-t", f"{duration:.3f}"]
+    limit = ["-t", f"{duration:.3f}"] if duration is not None else []
+    raw = [*passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24"]
     # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest;
     # eof_action=pass keeps the only frame of a one-frame video.
-    vf = f"{hw_vf}fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo=checksum=0"
-    cmd += ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, *passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24",
-            "pipe:1"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            bufsize=frame_bytes * 2, process_group=0)
+    sampled = f"fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo@main=checksum=0"
+    side_fds: tuple[int, int] | None = None
+    if side is None:
+        cmd += [*limit, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", hw_vf + sampled, *raw, "pipe:1"]
+    else:
+        sw, sh = even_size(info, side.width)
+        side_bytes = sw * sh * 3
+        side_fds = os.pipe()
+        graph = (f"[0:v:0]{hw_vf}split=2[m][s];[m]{sampled}[om];"
+                 f"[s]scale={sw}:{sh}:flags=fast_bilinear,format=rgb24,showinfo@side=checksum=0[os]")
+        cmd += ["-filter_complex", graph, "-map", "[om]", *limit, *raw, "pipe:1",
+                "-map", "[os]", *limit, *raw, f"pipe:{side_fds[1]}"]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                bufsize=frame_bytes * 2, process_group=0,
+                                pass_fds=(side_fds[1],) if side_fds else ())
+    except BaseException:
+        if side_fds:
+            os.close(side_fds[0])
+        raise
+    finally:
+        if side_fds:
+            os.close(side_fds[1])  # ffmpeg holds the write end now
     times: queue.Queue = queue.Queue()
+    side_times: queue.Queue = queue.Queue()
+    side_frames: deque[tuple[float, np.ndarray]] = deque()
     tail: deque[bytes] = deque(maxlen=20)
     errors: list[bytes] = []
     n_errors = [0]
 
     def read_stderr() -> None:
         assert proc.stderr is not None
-        tb = None
+        tbs: dict[bool, tuple[int, int]] = {}
         for line in proc.stderr:
             if b"showinfo" in line:
+                is_side = b"showinfo@side" in line
                 m = _PTS.search(line)
                 if m:
-                    times.put(int(m.group(2)) * tb[0] / tb[1] if tb else float(m.group(3)))
+                    tb = tbs.get(is_side)
+                    (side_times if is_side else times).put(int(m.group(2)) * tb[0] / tb[1] if tb
+                                                           else float(m.group(3)))
                 elif _TB.search(line):
                     g = _TB.search(line)
-                    tb = (int(g.group(1)), int(g.group(2)))
+                    tbs[is_side] = (int(g.group(1)), int(g.group(2)))
                 continue
             tail.append(line.rstrip())
             if is_problem(line):
@@ -295,9 +332,32 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
                 if len(errors) < 5:
                     errors.append(line.rstrip())
         times.put(None)
+        side_times.put(None)
+
+    def read_side() -> None:  # drained as fast as ffmpeg writes it, so the sampled stream never waits on it
+        with os.fdopen(side_fds[0], "rb", buffering=side_bytes * 4) as pipe:
+            k = 0
+            while True:
+                buf = pipe.read(side_bytes)
+                if not buf or len(buf) < side_bytes:
+                    break
+                try:
+                    t = side_times.get(timeout=10.0)
+                except queue.Empty:
+                    t = None
+                side_frames.append((k / max(info.fps, 1.0) if t is None else t,
+                                    np.frombuffer(buf, dtype=np.uint8).reshape(sh, sw, 3)))
+                k += 1
+
+    def hand_side() -> None:
+        while side_frames:
+            side.feed(*side_frames.popleft())
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
+    side_reader = threading.Thread(target=read_side, daemon=True) if side_fds else None
+    if side_reader:
+        side_reader.start()
     n = 0
     last_t = None
     try:
@@ -314,18 +374,25 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
                 t = n / fps
             frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
             last_t = t
+            if side is not None:
+                hand_side()
             yield t, frame
             n += 1
         proc.wait()  # the stream ended: let ffmpeg exit on its own and say how it went
         reader.join(timeout=5)
+        if side_reader:
+            side_reader.join(timeout=30)
+            hand_side()
     finally:
         if proc.poll() is None:  # the consumer stopped early (or was interrupted): we stop ffmpeg
             proc.kill()
             proc.wait()
             reader.join(timeout=5)
+            if side_reader:
+                side_reader.join(timeout=5)
     if proc.returncode != 0 and n == 0 and hw_in:  # hardware decoding did not start: once more in software
         hwaccel_failed(_tail_message(deque(errors[:1] or tail)))
-        yield from _sequential(path, info, fps, w, h, duration, threads, warnings, hw=False)
+        yield from _sequential(path, info, fps, w, h, duration, threads, warnings, hw=False, side=side)
         return
     if proc.returncode != 0:  # ffmpeg's first error says more than its last words ("Conversion failed!")
         what = "could not decode the video" if n == 0 else f"failed after {n} frame{'s' if n != 1 else ''}"

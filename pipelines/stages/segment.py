@@ -20,9 +20,12 @@ the cut is dropped. Gradual transitions (cross-fades) are therefore not scene bo
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+FINE_WIDTH = 128  # width of the every-frame side stream the cut windows are refined on
 
 # name -> (PySceneDetect class, the keyword its threshold goes to)
 _DETECTOR_CLASSES = {
@@ -144,6 +147,13 @@ class SceneSegmenter:
         self._frac: dict[int, float] = {}  # sample index -> share of pixels that changed a lot (RGB > 48)
         self._rgb_prev: np.ndarray | None = None
         self._still = max(1, int(round(0.5 * params.fps)))
+        # Every frame at the source's rate, small (``fine``, from the same decode): the last seconds of them,
+        # and per cut window the frames its refinement reads (None: not all there; re-read from the file).
+        self._fine: deque[tuple[float, np.ndarray]] = deque()
+        self._fine_keep = params.hold + 2 * params.sharp_window + 2.0 / params.fps + 2.0  # seconds kept
+        self._window_frames: list[list[tuple[float, np.ndarray]] | None] = []
+        self.reread = 0  # cut windows read again from the file (no fine frames for them)
+        self._waiting: list[int] = []  # windows whose frames are still to come
 
     def _still_cut(self, k: int) -> None:
         """A clear change between two still pictures is a cut however small it is (a slide change: new
@@ -219,10 +229,40 @@ class SceneSegmenter:
             del self._score[j]
             self._frac.pop(j, None)
 
+    def fine(self, t: float, rgb: np.ndarray) -> None:
+        """A frame of the source at its own rate (small, from the same decode; see ``media.SideStream``):
+        cut windows take theirs from these instead of reading the file again."""
+        self._fine.append((t, rgb))
+        self._take_windows(t)
+        oldest = min((self.windows[w][0] for w in self._waiting), default=t) - self.params.sharp_window
+        limit = min(t - self._fine_keep, oldest - 1.0)
+        while len(self._fine) > 2 and self._fine[1][0] <= limit:  # the frame shown at ``limit`` stays
+            self._fine.popleft()
+
+    def _take_windows(self, now: float | None) -> None:
+        """Give each waiting window the fine frames from the one shown at ``a - margin`` to the one shown at
+        ``b + margin`` once they have all arrived (``now`` None: the stream ended)."""
+        margin = self.params.sharp_window
+        for w in list(self._waiting):
+            a, b = self.windows[w]
+            if now is not None and now <= b + margin:
+                continue
+            self._waiting.remove(w)
+            lo, hi = max(0.0, a - margin), b + margin
+            frames = [(t, f) for t, f in self._fine if t <= hi]
+            first = max((i for i, (t, _) in enumerate(frames) if t <= lo + 1e-6), default=None)
+            if first is None and lo > 1e-6:  # the frame shown at ``lo`` is gone (or never came): re-read
+                continue
+            self._window_frames[w] = frames[first or 0:]
+
     def _close_at_frame(self, k: int) -> None:
         k = min(k, len(self.times) - 1)
         if self._close_at(self.times[k]):
             self.windows.append((self.times[max(k - 1, 0)], self.times[k]))
+            self._window_frames.append(None)
+            if self._fine:
+                self._waiting.append(len(self.windows) - 1)
+                self._take_windows(self._fine[-1][0])
 
     def _close_at(self, cut_t: float) -> bool:
         if cut_t <= self._scene_start:
@@ -252,6 +292,7 @@ class SceneSegmenter:
         if end > self._scene_start or not self.scenes:
             rep_t, rep = self._mid.middle(self._scene_start, end)
             self.scenes.append(Scene(self._scene_start, end, rep_t, to_jpeg(rep)))
+        self._take_windows(None)
         if self.source and self.params.refine and self.windows:
             self._refine()
         return self.scenes
@@ -266,8 +307,14 @@ class SceneSegmenter:
         h = max(2, int(round(h0 * w / w0 / 2)) * 2)
         margin = self.params.sharp_window
         cuts: list[float | None] = []
-        for (a, b), cut in zip(self.windows, self.cuts):
-            frames = frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h) if b > a else []
+        for (a, b), cut, fine in zip(self.windows, self.cuts, self._window_frames):
+            if b <= a:
+                frames = []
+            elif fine is not None:  # from the decode itself
+                frames = fine
+            else:
+                frames = frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h)
+                self.reread += 1
             inside = [i for i in range(1, len(frames)) if a < frames[i][0] <= b]
             if inside:
                 hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV).astype(np.int16) for _, f in frames]
