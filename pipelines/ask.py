@@ -50,6 +50,10 @@ class AskOptions:
     max_new_tokens: int = defaults.MAX_NEW_TOKENS
     use_text: bool = True
     decompose: str = "rules"  # "rules", or "llm": the answerer's language model names targets and cues
+    # "auto": a CLIP with random weights is neither loaded nor run when the answerer reads no frames (its
+    # votes could change nothing: keyframes then follow what is said and written, spread over the video);
+    # "on": always searched with the CLIP
+    visual: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +107,25 @@ def frames_run(store: Store, video: dict, models: Models) -> dict:
     return adopt_recorded(store, video, models)
 
 
+def blind_clip(run: dict, models: Models) -> bool:
+    """Whether the CLIP that indexed these frames has random weights while the answerer reads no frames:
+    then nothing the CLIP says could change the answer, and it is not worth loading."""
+    if not json.loads(run.get("stats") or "{}").get("random_weights"):
+        return False
+    return not reads_frames(models)
+
+
+def reads_frames(models: Models) -> bool:
+    """Whether the profile's answerer reads frames (a text-only language model reads the timed lines only)."""
+    from pipelines.backends import registry
+
+    try:
+        backend, _ = registry.resolve("answerer", models.profile.answerer)
+    except VqaError:
+        return True
+    return backend.reads_frames
+
+
 def search_keyframes(store: Store, models: Models, ref: str, question: str, options: list[str] | None = None,
                      opts: AskOptions = AskOptions(), *, indexer: Indexer | None = None) -> SearchOutcome:
     t0 = time.perf_counter()
@@ -111,12 +134,16 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     times, vecs = store.frame_matrix(run["key"])
     if not len(times):
         raise VqaError("the video has no indexed frames", video["path"])
-    if "clip" not in models.loaded():
+    blind = opts.visual == "auto" and blind_clip(run, models)
+    if not blind and "clip" not in models.loaded():
         say(f"loading the CLIP ({models.profile.clip})")
-    clip = models.clip()
+    clip = None if blind else models.clip()
     say(f"searching {os.path.basename(video['path'])}: {len(times)} frames, what is said and written")
     subs = _decompose(models, question, options or [], opts.decompose)
-    qvecs = clip.embed_texts([s.text for s in subs])
+    if clip is None:  # no visual votes: every frame ties, and the timed text and coverage choose
+        qvecs = np.zeros((len(subs), vecs.shape[1]), dtype=np.float32)
+    else:
+        qvecs = clip.embed_texts([s.text for s in subs])
     sims = (vecs @ qvecs.T).T  # (Q, N)
     weights = [s.weight for s in subs]
     t_embed = time.perf_counter()
@@ -157,13 +184,18 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
             zoom_frames[round(t, 3)] = f
         return np.asarray(new_t), (fv @ qvecs.T).T
 
-    params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path else 0, seed=opts.seed)
+    params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path and clip is not None else 0,
+                             seed=opts.seed)
     srun = store.latest_run(video["id"], "scenes")
     shots = [(s["start"], s["end"]) for s in store.scenes(srun["key"])] if srun else []
     result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,
                                 bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots,
-                                regions=frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames)))
+                                regions=None if clip is None else
+                                frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames)))
     result.trace.extend({"media": w} for w in media_warnings)
+    if clip is None:
+        result.trace.append({"clip": "not loaded: its weights are random and the answerer reads no frames, so "
+                                     "the keyframes follow what is said and written"})
     t_end = time.perf_counter()
     timings = {"embed_query_ms": (t_embed - t0) * 1000, "text_ms": (t_text - t_embed) * 1000,
                "search_ms": (t_end - t_text) * 1000}
@@ -240,7 +272,10 @@ class Asker:
         path = _video_path(self.store, video)
         t1 = time.perf_counter()
         media_warnings: list[str] = []
-        frames = self._frames(path, video, kfs, search.zoom_frames if search else {}, media_warnings)
+        if save_frames or reads_frames(self.models):  # a text-only answerer is given no frames to read
+            frames = self._frames(path, video, kfs, search.zoom_frames if search else {}, media_warnings)
+        else:
+            frames = []
         t2 = time.perf_counter()
         total = opts.total_pixels or len(kfs) * defaults.FRAME_PIXELS
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
@@ -360,12 +395,12 @@ class Asker:
         from pipelines.indexing import spec_fingerprint
 
         prof = self.models.profile
-        clip = self.models.clip()
         return {
             "profile": prof.name,
             "models": {
                 "clip": {"name": prof.clip, "fingerprint": spec_fingerprint(prof.clip),
-                         "random_weights": bool(clip.random_weights)},
+                         "random_weights": bool(self.models.clip().random_weights) if "clip" in self.models.loaded()
+                         else is_random(prof.clip, "clip")},
                 "answerer": {"name": prof.answerer, "fingerprint": getattr(answerer, "fingerprint", None),
                              "random_weights": bool(getattr(answerer, "random_weights", False))},
                 "captioner": {"name": prof.captioner, "fingerprint": spec_fingerprint(prof.captioner, "captioner"),

