@@ -256,7 +256,10 @@ cpu = faiss.IndexFlatIP(512); cpu.add(x)
 gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, cpu)
 d1, i1 = cpu.search(x[:64], 10); d2, i2 = gpu.search(x[:64], 10)
 assert (i1[:, 0] == i2[:, 0]).all() and np.allclose(d1, d2, atol=1e-4)
-print('faiss', faiss.__version__, 'GPU search agrees with CPU on 64 queries')"
+from index.vectors import on_gpu, top_k  # the library-wide index as vqa search --all builds it
+g = on_gpu(cpu); assert g is not cpu, 'vqa kept the library index on the CPU'
+d3, i3 = top_k(g, x[:64], 10); assert (i1[:, 0] == i3[:, 0]).all()
+print('faiss', faiss.__version__, 'GPU search agrees with CPU on 64 queries; vqa moves its library index there')"
 else
     record SKIP faiss-gpu "no faiss-gpu wheel in $WHEELS, or it did not install (with its CUDA libraries), or it sees no GPU"
 fi

@@ -37,6 +37,21 @@ def flat_index(vectors: np.ndarray):
     return index
 
 
+def on_gpu(index):
+    """The index on every GPU FAISS sees (``faiss-gpu``, the ``gpu`` extra), else the index itself;
+    ``VQA_FAISS_GPU=0`` keeps it on the CPU. The cache on disk is always the CPU index."""
+    import os
+
+    faiss = _faiss()
+    if os.environ.get("VQA_FAISS_GPU") == "0" or not hasattr(faiss, "index_cpu_to_all_gpus"):
+        return index
+    try:
+        gpus = faiss.get_num_gpus()
+    except (AttributeError, RuntimeError):
+        return index
+    return faiss.index_cpu_to_all_gpus(index) if gpus > 0 and index.ntotal > 0 else index
+
+
 def top_k(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids), each (Q, k'); k' = min(k, ntotal)."""
     k = min(k, index.ntotal)
@@ -77,7 +92,7 @@ class LibraryIndex:
         meta_path, index_path = Path(f"{base}.json"), Path(f"{base}.faiss")
         cached = _read_cache(meta_path, index_path, expected)
         if cached is not None:
-            return cls(*cached)
+            return cls(on_gpu(cached[0]), *cached[1:])
         vids, times, vecs = [], [], []
         for r in runs:
             for row in store.db.query("select t, embedding from frames where run_key = ? order by idx", [r["key"]]):
@@ -88,7 +103,7 @@ class LibraryIndex:
         index = flat_index(matrix)
         expected.update(count=len(vids), dim=int(matrix.shape[1]))
         _write_cache(meta_path, index_path, index, {**expected, "video_ids": vids, "times": times})
-        return cls(index, np.array(vids, dtype=object), np.array(times, dtype=np.float64))
+        return cls(on_gpu(index), np.array(vids, dtype=object), np.array(times, dtype=np.float64))
 
 
 def _read_cache(meta_path: Path, index_path: Path, expected: dict) -> tuple | None:

@@ -210,3 +210,21 @@ def test_asking_for_cuda_without_a_device_falls_back_to_the_software_frames(fres
     assert all(np.array_equal(a, b) for a, b in zip(hard_at, soft_at))
     if lists_cuda:
         assert ffmpeg_bin._hw_failed
+
+
+def test_library_index_stays_on_the_cpu_without_a_gpu(monkeypatch):
+    """faiss-cpu (no GPU): the library-wide index is the CPU one, and searches as before; with faiss-gpu it
+    moves to every GPU FAISS sees (checked by bench/gpu_check.sh on a GPU machine)."""
+    import faiss
+    import numpy as np
+
+    from index.vectors import flat_index, on_gpu, top_k
+
+    x = np.random.default_rng(0).standard_normal((200, 32)).astype("float32")
+    faiss.normalize_L2(x)
+    cpu = flat_index(x)
+    assert faiss.get_num_gpus() == 0 and on_gpu(cpu) is cpu
+    monkeypatch.setenv("VQA_FAISS_GPU", "0")
+    assert on_gpu(cpu) is cpu
+    _, ids = top_k(on_gpu(cpu), x[:5], 3)
+    assert list(ids[:, 0]) == [0, 1, 2, 3, 4]
