@@ -4,7 +4,7 @@ short needle shot showing an object that appears nowhere else, and distractor sh
 colour or its shape.
 
     python bench/search_haystacks.py --toyworld DIR --out OUT --seed 11 [--n 10] [--scale 0.5]
-        [--needle-objects 1|2|3|mixed]
+        [--needle-objects 1|2|3|mixed] [--only 9]
 
 ``--needle-objects 3``: the needle is one of three objects in its shot (smaller, among others: what
 whole-frame CLIP ranks low); ``1``: it is alone; ``mixed``: 1-3 like every other shot. Writes OUT/*.mp4,
@@ -137,12 +137,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--n", type=int, default=10, help=f"videos (at most {len(PLAN)})")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every video's length")
+    ap.add_argument("--only", type=int, nargs="*", help="only these videos of the plan (0-based), e.g. 9 "
+                                                         "with --scale 1.5 for one 30-minute video")
     ap.add_argument("--needle-objects", default="mixed", choices=("mixed", "1", "2", "3"))
     args = ap.parse_args()
     world = load_module(args.toyworld, "world")
     args.out.mkdir(parents=True, exist_ok=True)
     truths, items = [], []
     for i, (minutes, needle_s) in enumerate(PLAN[:args.n]):
+        if args.only is not None and i not in args.only:
+            continue
         rng = np.random.default_rng([args.seed, i])
         tr = make_video(world, f"s{args.seed}v{i:02d}", args.out, rng, minutes * 60 * args.scale, needle_s,
                         args.needle_objects)

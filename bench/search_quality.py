@@ -186,8 +186,8 @@ def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
             "moments": (params, True, 2 * params.k)}
     pixels = dict(pixels0)
     shared = make_densify(clip, path, info, qv, width, pixels)
-    for name, pairs in variants.items():  # the whole search with other parameters
-        runs[name] = (parse_params(pairs, params), True, params.k)
+    for name, pairs in variants.items():  # the whole search with other parameters ("moments...": as `vqa search`)
+        runs[name] = (parse_params(pairs, params), True, 2 * params.k if name.startswith("moments") else params.k)
     for name, (p, use_regions, k) in runs.items():
         if name not in methods:
             continue
@@ -247,7 +247,8 @@ def main() -> None:
     ap.add_argument("--grids", default=",".join(map(str, defaults.REGION_GRID)), help="region grids, e.g. 2,3")
     ap.add_argument("--param", action="append", default=[], help="SearchParams override, name=value")
     ap.add_argument("--variant", action="append", default=[],
-                    help="NAME:param=value,...: also the whole search with these parameters")
+                    help="NAME:param=value,...: also the whole search with these parameters (a NAME "
+                         "starting with 'moments': the moments of `vqa search` with them)")
     ap.add_argument("--json", help="write per-item results here")
     ap.add_argument("--fresh", action="store_true", help="index again, no cache (the cache sits next to "
                                                          "each video, for one CLIP)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -330,6 +331,27 @@ def test_scene_ids_and_unseen_scene_ranges():
     assert unseen_scene_ranges(t, s, shots, 1) == [(8.1, 8.3)]
     r = unseen_scene_ranges(t, s, shots, 5, min_len=0.5)
     assert np.allclose(r, [(7.95, 8.45), (3.2, 3.7)])
+    # heads: the start of a shot before its first frame (0.3 s and 0.7 s here; 0 s heads are skipped)
+    assert unseen_scene_ranges(t, s, shots, 5, heads=True) == [(8.1, 8.3), (8.3, 9.0), (3.2, 3.7), (3.7, 4.0)]
+    assert unseen_scene_ranges(t, s, shots, 5, heads=True, head_min=0.5) == [(8.1, 8.3), (8.3, 9.0), (3.2, 3.7)]
+
+
+def test_short_shot_merged_into_the_next_found_in_its_head():
+    """The segmenter cut at 40.3 s but not 0.5 s later (shorter than its minimum shot): the needle is
+    the head of the shot 40.3-70 s, before its first index frame at 41 s."""
+    def curve(ts):
+        return np.maximum(needle_curve(ts, start=40.3, end=40.8), 0.2 + bump(ts, 20, 3.0, 0.5))
+
+    t = np.arange(0.0, 90.0)
+    shots = [(0.0, 15.0), (15.0, 40.3), (40.3, 70.0), (70.0, 90.0)]
+    params = SearchParams(k=4, peak_margin=None)
+    off = keyframe_search(t, curve(t), densify=grid_densify(curve), scenes=shots,
+                          params=dataclasses.replace(params, shot_heads=False))
+    assert not any(40.3 <= kf.t < 40.8 for kf in off.keyframes)
+    res = keyframe_search(t, curve(t), densify=grid_densify(curve), scenes=shots,
+                          params=dataclasses.replace(params, shot_heads=True))
+    assert [kf.round for kf in res.keyframes if 40.3 <= kf.t < 40.8] == [1]
+    assert any(a <= 40.3 and 40.8 <= b for a, b in res.trace[1]["ranges"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ frames with a real tiny open_clip model (built locally, loaded through the produ
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -70,6 +72,40 @@ def test_windows_are_brought_to_their_frames_scale_before_they_compete():
     assert new[2] == pytest.approx((0.40 - 0.05) * 10) and new[[0, 1, 3]].tolist() == whole[[0, 1, 3]].tolist()
 
 
+def test_windows_scored_on_their_own_scale_stay_comparable_with_frames_not_scored():
+    """Crops of these frames all score ~0.05 above whole frames (a crop is closer to a one-object
+    caption). On the frames' scale every frame whose windows were scored outranks every frame whose
+    windows were not (the budget decides, not the evidence); on the windows' own scale they stay
+    comparable, and the window that stands out among windows still wins."""
+    rng = np.random.default_rng(0)
+    times = np.arange(40.0)
+    whole = 0.20 + 0.01 * rng.standard_normal((1, 40))
+    wins = whole[:, :, None] + 0.05 + 0.01 * rng.standard_normal((1, 40, 6))
+    wins[0, 12, 4] = 0.40  # the small target, in window 4 of frame 12
+    whole[0, 12] = 0.215  # its whole frame is middling
+    boxes = region_boxes((2,), aspect=16 / 9)[:6]
+
+    def regions(ts):
+        return wins[:, [int(t) for t in ts]], boxes
+
+    base = SearchParams(k=1, zoom_rounds=0, peak_margin=None, region_frames=20, region_shots=0.0)
+    plain = keyframe_search(times, whole, weights=[1.0], params=base).curve_scores
+    scored = np.argsort(-whole[0], kind="stable")[:20]
+    gains = {}
+    for norm in ("frames", "windows"):
+        res = keyframe_search(times, whole, weights=[1.0], regions=regions,
+                              params=dataclasses.replace(base, region_norm=norm))
+        assert 12 in scored and res.times == [12.0]
+        assert res.keyframes[0].region == pytest.approx(tuple(boxes[4]))
+        gains[norm] = float(np.median(res.curve_scores[scored] - plain[scored]))
+    # frames' scale: +0.05 over a spread of 0.01 is ~5 z for every scored frame (the unscored stay
+    # put); windows' scale: only the max-of-six-windows edge (~1 z)
+    assert gains["frames"] > 4.0 and gains["windows"] < 2.0
+    with pytest.raises(ValueError):
+        keyframe_search(times, whole, weights=[1.0], regions=regions,
+                        params=dataclasses.replace(base, region_norm="pixels"))
+
+
 def test_region_candidates_best_of_each_shot_then_best_overall():
     t = np.arange(0.0, 60.0)
     s = np.zeros(60)
@@ -80,6 +116,9 @@ def test_region_candidates_best_of_each_shot_then_best_overall():
     assert region_candidates(t, s, 2, min_gap=2.0) == [5, 45]  # no shots: the best, 2 s apart
     assert region_candidates(t, s, 2, done=[5]) == [6, 45]
     assert region_candidates(t, s, 0) == []
+    # the whole budget to shots: one frame per shot, best shots first, before any second frame of a shot
+    assert region_candidates(t, s, 3, scenes=shots, shot_share=1.0) == [5, 45, 25]
+    assert region_candidates(t, s, 4, scenes=shots, shot_share=1.0) == [5, 45, 25, 6]
 
 
 # --- rendered frames, a real tiny CLIP ----------------------------------------------------------------

@@ -61,6 +61,10 @@ class SearchParams:
     region_frames: int = defaults.REGION_FRAMES  # frames whose windows are scored (needs a region scorer)
     region_penalty: float = defaults.REGION_PENALTY  # fused z a window's score gives up against whole frames
     region_calibrate: bool = defaults.REGION_CALIBRATE  # windows brought to their frames' scale first
+    region_shots: float = defaults.REGION_SHOTS  # share of region_frames given to the best frame of each shot
+    region_zoom: int = defaults.REGION_ZOOM  # new frames per zoom range whose windows are scored
+    shot_heads: bool = defaults.SHOT_HEADS  # round 1 also probes the head of each shot before its first frame
+    region_norm: str = defaults.REGION_NORM  # windows z-scored with the frames' statistics or their own
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,12 +124,17 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     frames, and stops early when no range got a better frame.
     ``bounds``: the video's (start, end) for clipping ranges (default: the frames' span).
     ``scenes``: the index's shots as (start, end); round 1 then also probes shots too short to hold an
-    index frame (best neighbours first, at most ``params.unseen_scenes``), and selection takes peaks one
-    per shot first (see ``select_keyframes``).
+    index frame and, with ``params.shot_heads``, each shot's head before its first index frame (where a
+    shot shorter than the segmenter's minimum hides; best neighbours first, at most
+    ``params.unseen_scenes``), and selection takes peaks one per shot first (see ``select_keyframes``).
     ``regions``: the spatial zoom. Before the first zoom round the windows of the best frame of each of
-    the best shots and of the best frames (``params.region_frames`` in all) are scored, and after each
-    round those of the best new frame of each range; a frame whose best window beats it takes that
-    window's score and remembers the window (``Keyframe.region``, and the trace).
+    the best shots (``params.region_shots`` of the budget) and of the best frames
+    (``params.region_frames`` in all) are scored, and after each round those of the
+    ``params.region_zoom`` best new frames of each range; a frame whose best window beats it takes that
+    window's score and remembers the window (``Keyframe.region``, and the trace). With
+    ``region_norm="windows"`` the windows are z-scored with their own statistics (those of the first
+    windows scored), not the whole frames': crops of a frame score higher than the frame in general, so
+    on the frames' scale every frame whose windows were scored would outrank every frame whose were not.
     """
     t = np.asarray(times, dtype=np.float64).reshape(-1)
     raw = np.asarray(scores, dtype=np.float64)
@@ -158,7 +167,9 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
             return None
         sims, boxes = regions(all_t[idx])
         sims = np.asarray(sims, dtype=np.float64).reshape(raw.shape[0], len(idx), -1)
-        new, box, info = region_lift(all_t[idx], all_s[idx], sims, np.asarray(boxes), fuse_raw,
+        if params.region_norm == "windows" and not wnorm:  # the first windows scored set the scale
+            wnorm.append(Normalizer.fit(sims.reshape(raw.shape[0], -1), params.method))
+        new, box, info = region_lift(all_t[idx], all_s[idx], sims, np.asarray(boxes), fuse_win,
                                      penalty=params.region_penalty, priors=priors,
                                      whole_raw=all_raw[:, idx] if params.region_calibrate else None)
         all_s[idx] = new
@@ -167,11 +178,17 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
         done.extend(idx)
         return info
 
-    def fuse_raw(per_query: np.ndarray) -> np.ndarray:
-        return _fuse(norm.transform(per_query), weights, params.any_weight, params.any_temperature)
+    def fuse_win(per_query: np.ndarray) -> np.ndarray:
+        n = wnorm[0] if wnorm else norm
+        return _fuse(n.transform(per_query), weights, params.any_weight, params.any_temperature)
+
+    if params.region_norm not in ("frames", "windows"):
+        raise ValueError(f"unknown region_norm {params.region_norm!r} (frames or windows)")
+    wnorm: list[Normalizer] = []  # "windows": the statistics of the first windows scored
 
     if regions is not None and params.region_frames > 0 and len(t):
-        info = lift(region_candidates(all_t, all_s, params.region_frames, scenes=scenes, min_gap=interval))
+        info = lift(region_candidates(all_t, all_s, params.region_frames, scenes=scenes, min_gap=interval,
+                                      shot_share=params.region_shots))
         if info:
             trace[0]["regions"] = info
             trace[0]["best_score"] = _r(all_s.max())
@@ -185,7 +202,7 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                              priors=priors if r == 1 else (), explored=explored, bounds=bounds)
         if r == 1 and len(scenes) and params.unseen_scenes > 0:
             ranges = merge_ranges(ranges + unseen_scene_ranges(t, all_s[:len(t)], scenes, params.unseen_scenes,
-                                                         min_len=1.0 / zoom_fps))
+                                                         min_len=1.0 / zoom_fps, heads=params.shot_heads))
         if not ranges:
             break
         new_t, new_raw = densify(ranges, zoom_fps)
@@ -225,8 +242,11 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                       "best_score": _r(new_s.max()) if len(new_s) else None, "improved": improved})
         if regions is not None and params.region_frames > 0:
             n_old = len(all_t) - int(fresh.sum())
-            best_new = [n_old + int(j[np.argmax(all_s[n_old + j])]) for a, b in ranges
-                        if len(j := np.flatnonzero((all_t[n_old:] >= a) & (all_t[n_old:] <= b)))]
+            best_new: list[int] = []
+            for a, b in ranges:  # the best new frames of each range
+                j = np.flatnonzero((all_t[n_old:] >= a) & (all_t[n_old:] <= b))
+                best_new += [n_old + int(x) for x in j[np.argsort(-all_s[n_old + j], kind="stable")]
+                             [:params.region_zoom] if n_old + int(x) not in best_new]
             info = lift(best_new)
             if info:
                 trace[-1]["regions"] = info
@@ -277,9 +297,12 @@ def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: 
 
 
 def unseen_scene_ranges(times: np.ndarray, scores: np.ndarray, scenes: Sequence[tuple[float, float]],
-                        limit: int, *, min_len: float = 0.0) -> list[tuple[float, float]]:
+                        limit: int, *, min_len: float = 0.0, heads: bool = False,
+                        head_min: float = 0.25) -> list[tuple[float, float]]:
     """Scenes holding no frame of ``times`` (shorter than the sampling interval, or between samples),
-    at most ``limit``, those whose neighbouring frames score best first; each widened to ``min_len``."""
+    at most ``limit``, those whose neighbouring frames score best first; each widened to ``min_len``.
+    ``heads``: also the head of each shot before its first frame when longer than ``head_min`` s (a shot
+    shorter than the segmenter's minimum length merges into the next one: its head)."""
     t = np.asarray(times, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(t, kind="stable")
@@ -287,9 +310,15 @@ def unseen_scene_ranges(times: np.ndarray, scores: np.ndarray, scenes: Sequence[
     found = []
     for a, b in scenes:
         lo, hi = np.searchsorted(t, a, side="left"), np.searchsorted(t, b, side="left")
-        if hi > lo or b <= a:
-            continue  # some frame already shows it
-        hint = max(s[lo - 1] if lo > 0 else -np.inf, s[hi] if hi < len(t) else -np.inf)
+        if b <= a:
+            continue
+        if hi > lo:  # some frame shows the shot; its head, before that frame, may hide a shot too short to cut
+            if not heads or t[lo] - a <= head_min:
+                continue
+            b = float(t[lo])
+            hint = max(s[lo - 1] if lo > 0 else -np.inf, s[lo])
+        else:
+            hint = max(s[lo - 1] if lo > 0 else -np.inf, s[hi] if hi < len(t) else -np.inf)
         pad = max(0.0, (min_len - (b - a)) / 2.0)
         found.append((-hint, a, (max(a - pad, 0.0), b + pad)))
     found.sort(key=lambda x: (x[0], x[1]))

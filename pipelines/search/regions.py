@@ -110,10 +110,10 @@ def stored_frames(store, run_key: str, decoded: dict[float, np.ndarray]) -> Call
 
 def region_candidates(times: np.ndarray, scores: np.ndarray, budget: int, *,
                       scenes: Sequence[tuple[float, float]] = (), done: Sequence[int] = (),
-                      min_gap: float = 1.0) -> list[int]:
+                      min_gap: float = 1.0, shot_share: float = 0.5) -> list[int]:
     """Up to ``budget`` frame indices whose regions should be scored, best first: with ``scenes``, the
-    best frame of each shot, shots by that frame's score, for half the budget; then the best frames
-    overall, ``min_gap`` s apart from those chosen. Frames in ``done`` are not chosen again."""
+    best frame of each shot, shots by that frame's score, for ``shot_share`` of the budget; then the best
+    frames overall, ``min_gap`` s apart from those chosen. Frames in ``done`` are not chosen again."""
     t = np.asarray(times, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     if budget <= 0 or not len(t):
@@ -126,7 +126,7 @@ def region_candidates(times: np.ndarray, scores: np.ndarray, budget: int, *,
         groups = scene_ids(t, scenes)
         seen: set[int] = set()
         for i in order:
-            if len(out) >= (budget + 1) // 2:
+            if len(out) >= int(math.ceil(budget * min(max(shot_share, 0.0), 1.0))):
                 break
             if groups[i] >= 0 and groups[i] not in seen:
                 seen.add(int(groups[i]))
