@@ -43,7 +43,7 @@ class SceneParams:
     threshold: float | None = None  # detector's own default when None
     min_scene_len: float = 0.6  # seconds
     fps: float = 10.0  # analysis rate: cut times are exact to 1/fps
-    width: int = 256  # analysis width in pixels
+    width: int = 128  # analysis width in pixels
     refine: bool = True  # cut times moved onto the source's first frame of the new shot (needs the file)
     hold: float = 1.0  # seconds: a change the picture comes back from within this time is not a cut
     sharpness: float = 3.0  # at the source rate a cut's change is this many times the usual one around it
@@ -104,8 +104,8 @@ class _MiddleFrame:
         self.seen = 0
 
     def add(self, t: float, frame: np.ndarray) -> None:
-        if self.seen % self.stride == 0:
-            self.items.append((t, frame))
+        if self.seen % self.stride == 0:  # a copy of only the frames kept (the decode reuses its buffers)
+            self.items.append((t, frame.copy()))
             if len(self.items) >= self.cap:
                 self.items = self.items[::2]
                 self.stride *= 2
@@ -188,8 +188,9 @@ class SceneSegmenter:
         bgr = self._cv2.cvtColor(small, self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         if self._hold:
-            rgb_tiny = self._small(small, 128).astype(np.int16)
-            tiny = self._cv2.cvtColor(self._small(small, 128), self._cv2.COLOR_RGB2HSV).astype(np.int16)
+            small_tiny = self._small(small, 128)
+            rgb_tiny = small_tiny.astype(np.int16)
+            tiny = self._cv2.cvtColor(small_tiny, self._cv2.COLOR_RGB2HSV).astype(np.int16)
             if i - 1 in self._recent and self._rgb_prev is not None:
                 self._score[i] = float(np.abs(tiny - self._recent[i - 1]).mean())
                 self._frac[i] = float((np.abs(rgb_tiny - self._rgb_prev).max(axis=2) > 48).mean())
@@ -201,7 +202,7 @@ class SceneSegmenter:
         else:
             for c in cuts:
                 self._close_at_frame(c.frame_num)
-        self._mid.add(t, self._small(rgb, self.keep_width).copy())
+        self._mid.add(t, self._small(rgb, self.keep_width))
 
     def _settle(self, i: int, final: bool) -> None:
         """Decide the reported cuts whose hold has passed (all of them when ``final``)."""
