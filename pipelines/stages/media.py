@@ -336,18 +336,7 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
 
     def read_side() -> None:  # drained as fast as ffmpeg writes it, so the sampled stream never waits on it
         with os.fdopen(side_fds[0], "rb", buffering=side_bytes * 4) as pipe:
-            k = 0
-            while True:
-                buf = pipe.read(side_bytes)
-                if not buf or len(buf) < side_bytes:
-                    break
-                try:
-                    t = side_times.get(timeout=10.0)
-                except queue.Empty:
-                    t = None
-                side_frames.append((k / max(info.fps, 1.0) if t is None else t,
-                                    np.frombuffer(buf, dtype=np.uint8).reshape(sh, sw, 3)))
-                k += 1
+            side_frames.extend(_raw_frames(pipe, sh, sw, side_times, 1.0 / max(info.fps, 1.0)))
 
     def hand_side() -> None:
         while side_frames:
@@ -362,17 +351,7 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
     last_t = None
     try:
         assert proc.stdout is not None
-        while True:
-            buf = proc.stdout.read(frame_bytes)
-            if not buf or len(buf) < frame_bytes:
-                break
-            try:
-                t = times.get(timeout=10.0)
-            except queue.Empty:
-                t = None
-            if t is None:  # stderr closed early: fall back to the sampling grid
-                t = n / fps
-            frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        for t, frame in _raw_frames(proc.stdout, h, w, times, 1.0 / fps):
             last_t = t
             if side is not None:
                 hand_side()
@@ -406,6 +385,22 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
     if errors and warnings is not None:
         warnings.append(f"{os.path.basename(path)}: {n_errors[0]} decode error{'s' if n_errors[0] != 1 else ''} "
                         f"(ffmpeg: {_tail_message(deque(errors[:1]))}): those frames are as ffmpeg conceals them")
+
+
+def _raw_frames(pipe, h: int, w: int, times: queue.Queue, step: float) -> Iterator[tuple[float, np.ndarray]]:
+    """RGB frames of h x w off a raw pipe, each with the time its ``showinfo`` line gave (``times``), or its
+    place on the ``step`` grid when stderr closed early."""
+    nbytes, k = h * w * 3, 0
+    while True:
+        buf = pipe.read(nbytes)
+        if not buf or len(buf) < nbytes:
+            return
+        try:
+            t = times.get(timeout=10.0)
+        except queue.Empty:
+            t = None
+        yield (k * step if t is None else t), np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        k += 1
 
 
 def _tail_message(tail: deque[bytes]) -> str:
