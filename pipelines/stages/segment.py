@@ -61,6 +61,25 @@ class Scene:
     rep_jpeg: bytes | None = None  # the middle frame, JPEG-encoded when the scene closes (bounded memory)
 
 
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 pictures of one size, over every pixel and channel (exact, in
+    OpenCV's saturating ``absdiff``: no wrap-around, no int16 copies)."""
+    import cv2
+
+    d = cv2.absdiff(a, b)
+    channels = d.shape[2] if d.ndim == 3 else 1
+    return float(sum(cv2.mean(d)[:channels]) / channels)
+
+
+def changed_share(a: np.ndarray, b: np.ndarray, threshold: int) -> float:
+    """Share of pixels where some channel of two uint8 RGB pictures differs by more than ``threshold``."""
+    import cv2
+
+    d = cv2.absdiff(a, b)
+    most = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) if d.ndim == 3 else d
+    return float(np.count_nonzero(most > threshold)) / float(most.size)
+
+
 def to_jpeg(frame: np.ndarray | None, width: int | None = None, quality: int = 80) -> bytes | None:
     """A small JPEG of an RGB frame (downscaled to ``width`` when wider)."""
     if frame is None:
@@ -140,7 +159,7 @@ class SceneSegmenter:
         self.windows: list[tuple[float, float]] = []  # per cut: the analysed samples either side
         self._shape: tuple[int, int] | None = None
         self._hold = max(0, int(round(params.hold * params.fps)))
-        self._recent: dict[int, np.ndarray] = {}  # sample index -> tiny HSV picture, the last few seconds
+        self._recent: dict[int, np.ndarray] = {}  # sample index -> tiny HSV picture (uint8), the last seconds
         self._pending: list[int] = []  # reported cuts (sample index) waiting for the hold to pass
         self._returns: list[tuple[int, np.ndarray]] = []  # pictures before changes that came back
         self._score: dict[int, float] = {}  # sample index -> mean change from the sample before (tiny HSV)
@@ -189,13 +208,12 @@ class SceneSegmenter:
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         if self._hold:
             small_tiny = self._small(small, 128)
-            rgb_tiny = small_tiny.astype(np.int16)
-            tiny = self._cv2.cvtColor(small_tiny, self._cv2.COLOR_RGB2HSV).astype(np.int16)
+            tiny = self._cv2.cvtColor(small_tiny, self._cv2.COLOR_RGB2HSV)
             if i - 1 in self._recent and self._rgb_prev is not None:
-                self._score[i] = float(np.abs(tiny - self._recent[i - 1]).mean())
-                self._frac[i] = float((np.abs(rgb_tiny - self._rgb_prev).max(axis=2) > 48).mean())
+                self._score[i] = mean_abs_diff(tiny, self._recent[i - 1])
+                self._frac[i] = changed_share(small_tiny, self._rgb_prev, 48)
             self._recent[i] = tiny
-            self._rgb_prev = rgb_tiny
+            self._rgb_prev = small_tiny
             self._pending += [min(c.frame_num, i) for c in cuts]
             self._still_cut(i - self._still)
             self._settle(i, final=False)
@@ -214,10 +232,10 @@ class SceneSegmenter:
             if before is None or at is None:
                 self._close_at_frame(k)
                 continue
-            change = float(np.abs(at - before).mean())
+            change = mean_abs_diff(at, before)
             refs = [before] + [r for j, r in self._returns if k - j <= 2 * self._hold]
             after = [self._recent[j] for j in range(k + 1, min(i, k + self._hold) + 1) if j in self._recent]
-            back = min((float(np.abs(a - r).mean()) for r in refs for a in after), default=float("inf"))
+            back = min((mean_abs_diff(a, r) for r in refs for a in after), default=float("inf"))
             if back < 0.5 * change:
                 self._returns.append((k, refs[-1] if len(refs) > 1 else before))
             else:
@@ -318,8 +336,8 @@ class SceneSegmenter:
                 self.reread += 1
             inside = [i for i in range(1, len(frames)) if a < frames[i][0] <= b]
             if inside:
-                hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV).astype(np.int16) for _, f in frames]
-                change = [0.0] + [float(np.abs(y - x).mean()) for x, y in zip(hsv, hsv[1:])]
+                hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV) for _, f in frames]
+                change = [0.0] + [mean_abs_diff(y, x) for x, y in zip(hsv, hsv[1:])]
                 peak = max(inside, key=lambda i: change[i])
                 rest = [c for i, c in enumerate(change) if i > 0 and i != peak]
                 usual = float(np.median(rest)) if rest else 0.0

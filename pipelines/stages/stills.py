@@ -15,10 +15,8 @@ def same_picture(a: np.ndarray, b: np.ndarray, *, mean_diff: float = defaults.ST
     """True when ``a`` and ``b`` (H×W×3 uint8, same size) differ only by noise: a mean absolute difference
     of at most ``mean_diff`` and at most ``pixel_share`` of the pixels differing by more than
     ``pixel_diff`` in any channel, so that a small object appearing (a few hundred pixels) keeps both."""
+    from pipelines.stages.segment import changed_share, mean_abs_diff
+
     if a.shape != b.shape:
         return False
-    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    if float(d.mean()) > mean_diff:
-        return False
-    changed = int(np.count_nonzero(d.max(axis=-1) > pixel_diff)) if d.ndim == 3 else int(np.count_nonzero(d > pixel_diff))
-    return changed <= pixel_share * d.shape[0] * d.shape[1]
+    return mean_abs_diff(a, b) <= mean_diff and changed_share(a, b, pixel_diff) <= pixel_share
