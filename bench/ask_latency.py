@@ -120,11 +120,13 @@ def offline(home) -> None:
     if rc:
         raise SystemExit("vqa index --profile offline failed")
     questions = ["What is the captain's name?", "What is the gate code?", "When does the ferry leave?"]
-    ask = [*vqa_cmd(), "ask", str(demo), "--profile", "offline", "--db", str(db), "--json"]
-    _ask_json([*ask[:3], questions[0], *ask[3:]], env)  # warm-up: converts the packaged SmolLM2 once
+    def ask(q: str) -> list[str]:
+        return [*vqa_cmd(), "ask", str(demo), q, "--profile", "offline", "--db", str(db), "--json"]
+
+    _ask_json(ask(questions[0]), env)  # warm-up: converts the packaged SmolLM2 once
     walls, timings = [], []
     for q in questions:
-        w, out = _ask_json([*ask[:3], q, *ask[3:]], env)
+        w, out = _ask_json(ask(q), env)
         walls.append(w)
         timings.append(out.get("timings", {}))
     ref = [run_measured([sys.executable, "-c", "import torch, transformers; from transformers import modeling_utils"],
