@@ -155,8 +155,8 @@ READABLE = ["Gate code 4817", "Harbor Tour", "Fish market closes at 11:30", "Tic
 
 
 def test_engine_is_built_once_per_process(engine):
-    count = LOADS["ocr:rapidocr"]
-    assert load_ocr("rapidocr") is engine and LOADS["ocr:rapidocr"] == count >= 1
+    count = LOADS["ocr:rapidocr"]  # (other tests of this process may have cleared the counts since)
+    assert load_ocr("rapidocr") is engine and LOADS["ocr:rapidocr"] == count  # the same engine, no new build
     with pytest.raises(ModelError, match="rapidocr"):
         load_ocr("tesseract")
 
