@@ -12,7 +12,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.errors import MediaError
 
@@ -153,8 +155,12 @@ def cuda_visible() -> bool:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return False
-    if os.path.exists("/dev/nvidia0"):
-        return True
+    return os.path.exists("/dev/nvidia0") or _smi_lists_gpu()
+
+
+@functools.lru_cache(maxsize=1)
+def _smi_lists_gpu() -> bool:
+    """Whether ``nvidia-smi -L`` lists a GPU (asked once per process)."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return False
@@ -171,34 +177,42 @@ def hwaccel_choice(purpose: str = "pass") -> HwAccel:
     mode = (os.environ.get(HWACCEL_ENV) or "auto").strip().lower()
     if mode in _OFF:
         return HwAccel(None, f"{HWACCEL_ENV}={mode}")
+    if mode == "auto" and purpose != "pass":  # decided before anything is probed: seeks are a hot path
+        return HwAccel(None, "auto: short reads decode in software")
     ff = ffmpeg_binary()
     if ff in _hw_failed:
         return HwAccel(None, f"it did not start in this process: {_hw_failed[ff]}")
-    listed = hwaccels(ff)
     if mode == "auto":
-        if "cuda" not in listed:
-            return HwAccel(None, f"auto: this ffmpeg ({ff}) has no cuda hwaccel")
-        if not cuda_visible():
+        if not cuda_visible():  # a stat first; `ffmpeg -hwaccels` (a process) only on a machine with a GPU
             return HwAccel(None, "auto: no CUDA device visible")
-        if purpose != "pass":
-            return HwAccel(None, "auto: short reads decode in software")
+        if "cuda" not in hwaccels(ff):
+            return HwAccel(None, f"auto: this ffmpeg ({ff}) has no cuda hwaccel")
         return HwAccel("cuda", "auto: ffmpeg has cuda and a CUDA device is visible")
+    listed = hwaccels(ff)
     if mode not in listed:
         return HwAccel(None, f"{HWACCEL_ENV}={mode}, but this ffmpeg ({ff}) offers only "
                              f"{', '.join(listed) or 'none'}")
     return HwAccel(mode, f"{HWACCEL_ENV}={mode}")
 
 
+def per_file(read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``read(path)`` remembered per file (absolute path, size, mtime): a file that changes is read again;
+    one that cannot be stat'ed gives None."""
+    cached = functools.lru_cache(maxsize=64)(lambda path, _size, _mtime_ns: read(path))
+
+    @functools.wraps(read)
+    def wrapper(path: str) -> Any:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+    return wrapper
+
+
+@per_file
 def _pix_fmt(path: str) -> str | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _pix_fmt_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _pix_fmt_cached(path: str, size: int, mtime_ns: int) -> str | None:
     from pipelines.stages.media import open_container
 
     try:

@@ -19,7 +19,6 @@ frame shown at time ``t`` is the last frame of the video whose presentation time
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import subprocess
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipelines.errors import MediaError
+from pipelines.stages.ffmpeg_bin import per_file
 
 EPS = 1e-6
 MAX_TRIES = 4  # seeks before the read falls back to decoding from the beginning
@@ -44,8 +44,9 @@ class _Attempt:
     returncode: int = 0
 
 
-@functools.lru_cache(maxsize=64)
-def _x264_build_cached(path: str, size: int, mtime_ns: int) -> int | None:
+@per_file
+def x264_build(path: str) -> int | None:
+    """The x264 build that wrote the file (from the SEI in its first packets), or None."""
     from pipelines.stages.media import open_container
 
     try:
@@ -62,15 +63,6 @@ def _x264_build_cached(path: str, size: int, mtime_ns: int) -> int | None:
     except Exception:  # noqa: BLE001 - a hint only; without it ffmpeg decodes as usual
         return None
     return None
-
-
-def x264_build(path: str) -> int | None:
-    """The x264 build that wrote the file (from the SEI in its first packets), or None."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _x264_build_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 _FRAME = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+)")
