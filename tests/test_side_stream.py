@@ -4,15 +4,17 @@ for the cut refinement, which therefore reads nothing again from the file."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipelines.stages.media import SideStream, decode, probe
+from pipelines.stages.seek import frames_between
 from pipelines.stages.segment import FINE_WIDTH, SceneParams, SceneSegmenter
 from tests.synth import make_scenes_video
 
 
 def test_side_stream_is_every_frame_and_leaves_the_sampled_frames_as_they_were(tmp_path):
     path = str(tmp_path / "cuts.mp4")
-    make_scenes_video(path, [2.04, 1.52, 2.6], rate=25, audio=False)
+    make_scenes_video(path, [2.04, 1.52, 2.6], rate=25, audio=False, sources=["testsrc2", "cellauto", "smptebars"])
     info = probe(path)
     plain = list(decode(path, fps=10, width=320, info=info))
     fine: list = []
@@ -24,11 +26,19 @@ def test_side_stream_is_every_frame_and_leaves_the_sampled_frames_as_they_were(t
     assert len(fine) == len(every) == round(info.duration * 25)
     assert np.allclose([t for t, _ in fine], [t for t, _ in every], atol=1e-6)
     assert fine[0][1].shape[1] == FINE_WIDTH and fine[0][1].dtype == np.uint8
+    # the very pixels a cut window read again from the file would give (same scaler), so refining from the
+    # side stream decides exactly as reading again did; on a noise-like source (cellauto) too
+    h, w = fine[0][1].shape[:2]
+    again = frames_between(path, 2.9, 3.6, w=w, h=h)
+    side = [(t, f) for t, f in fine if again[0][0] - 1e-6 <= t <= again[-1][0] + 1e-6]
+    assert [t for t, _ in side] == pytest.approx([t for t, _ in again])
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(side, again))
 
 
 def test_cuts_refined_from_the_decode_equal_those_read_again(tmp_path):
     path = str(tmp_path / "cuts.mp4")
-    cuts = make_scenes_video(path, [2.04, 1.52, 2.6, 1.96], rate=25, audio=False, labels=False)
+    cuts = make_scenes_video(path, [2.04, 1.52, 2.6, 1.96], rate=25, audio=False, labels=False,
+                             sources=["testsrc2", "cellauto", "mandelbrot", "smptebars"])  # a noise-like shot too
     info = probe(path)
 
     def run(with_side: bool) -> tuple[list[float], int]:

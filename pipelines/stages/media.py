@@ -290,7 +290,7 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
         side_bytes = sw * sh * 3
         side_fds = os.pipe()
         graph = (f"[0:v:0]{hw_vf}split=2[m][s];[m]{sampled}[om];"
-                 f"[s]scale={sw}:{sh}:flags=fast_bilinear,format=rgb24,showinfo@side=checksum=0[os]")
+                 f"[s]scale={sw}:{sh}:flags=area,format=rgb24,showinfo@side=checksum=0[os]")
         cmd += ["-filter_complex", graph, "-map", "[om]", *limit, *raw, "pipe:1",
                 "-map", "[os]", *limit, *raw, f"pipe:{side_fds[1]}"]
     try:
