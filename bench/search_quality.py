@@ -46,7 +46,7 @@ from pipelines import defaults  # noqa: E402
 from pipelines import search as kf  # noqa: E402
 from pipelines.eval.metrics import temporal_metrics  # noqa: E402
 from pipelines.search.regions import clip_region_scorer, region_boxes  # noqa: E402
-from pipelines.stages.media import decode, probe  # noqa: E402
+from pipelines.stages.media import decode, decode_ranges, probe  # noqa: E402
 
 METHODS = ("uniform", "clip-top", "before", "focus", "search", "moments-before", "moments")
 DELTA = 1.0
@@ -101,17 +101,20 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
 
     def densify(ranges, fps):
         nt, ns = [], []
+        todo = [(a, b) for a, b in ranges if (round(a, 3), round(b, 3), fps) not in memo]
+        got = decode_ranges(path, todo, fps=fps, width=width, info=info) if todo else []
+        kept = [[(t, f) for t, f in g if a - 1e-6 <= t <= b + 1e-6] for (a, b), g in zip(todo, got)]
+        frames = [f for g in kept for _, f in g]  # embedded in one batch, as vqa ask's densify does
+        sims = (clip.embed_images(frames) @ qv.T).T if frames else np.zeros((qv.shape[0], 0))
+        at = 0
+        for (a, b), g in zip(todo, kept):  # as vqa ask's densify reads them (one ffmpeg per core a round)
+            for t, f in g:
+                pixels[round(t, 3)] = f
+            memo[(round(a, 3), round(b, 3), fps)] = (np.asarray([t for t, _ in g], dtype=np.float64),
+                                                     sims[:, at:at + len(g)])
+            at += len(g)
         for a, b in ranges:
             key = (round(a, 3), round(b, 3), fps)
-            if key not in memo:
-                ts, frames = [], []
-                for t, f in decode(path, fps=fps, width=width, info=info, start=a, duration=max(b - a, 1.0 / fps)):
-                    if a - 1e-6 <= t <= b + 1e-6:
-                        ts.append(t)
-                        frames.append(f)
-                        pixels[round(t, 3)] = f
-                sims = (clip.embed_images(frames) @ qv.T).T if frames else np.zeros((qv.shape[0], 0))
-                memo[key] = (np.asarray(ts, dtype=np.float64), sims)
             nt.append(memo[key][0])
             ns.append(memo[key][1])
         if not nt:

@@ -29,7 +29,7 @@ from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
 from pipelines.search.regions import frame_regions, stored_frames
 from pipelines.search.textsearch import TextHit, lines_near, search_text
-from pipelines.stages.media import decode, probe, read_frame_at
+from pipelines.stages.media import decode_ranges, probe, read_frame_at
 
 PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
 # The models a question needs (search and answer): while the answerer loads, the others (captioner,
@@ -172,9 +172,9 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
         info = probed[0]
         say(f"zooming: decoding {len(ranges)} time ranges at {fps:g} fps")
         new_t, frames = [], []
-        for a, b in ranges:
-            for t, f in decode(path, fps=fps, width=models.profile.decode_width, info=info, start=a,
-                               duration=max(b - a, 1.0 / fps), warnings=media_warnings):
+        for got in decode_ranges(path, ranges, fps=fps, width=models.profile.decode_width, info=info,
+                                 warnings=media_warnings):
+            for t, f in got:
                 new_t.append(t)
                 frames.append(f)
         if not frames:

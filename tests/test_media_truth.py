@@ -17,7 +17,8 @@ import pytest
 
 from pipelines.errors import MediaError
 from pipelines.stages import ffmpeg_bin
-from pipelines.stages.media import decode, extract_audio, probe, read_frame_at, read_frames_at
+from pipelines.stages import seek
+from pipelines.stages.media import decode, decode_ranges, extract_audio, probe, read_frame_at, read_frames_at
 from pipelines.stages.seek import x264_build
 from tests.synth import CODEC_VARIANTS, make_codec_variant
 
@@ -68,6 +69,58 @@ def test_random_access_shows_what_the_sequential_decode_shows(variant, kind):
         assert any("gave decode errors" in w and "read again" in w for w in warnings), warnings
     else:
         assert warnings == []
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_a_zoom_round_read_at_once_gives_each_range_decode(variant, kind, monkeypatch):
+    """The zoom's ranges read by one ffmpeg per core (``decode_ranges``) are, time for time and pixel for
+    pixel, what a decode of each range gives; only a range the batched read cannot vouch for is read
+    again on its own (here: the spliced file's decode errors)."""
+    path = str(variant(kind))
+    info = probe(path)
+    d = info.duration
+    ranges = [(0.0, 0.6), (0.21 * d, 0.21 * d + 0.9), (0.5 * d - 0.04, 0.5 * d + 0.5), (0.52 * d, 0.52 * d + 1.3),
+              (0.8 * d, 0.8 * d + 0.2), (d - 0.5, d + 2.0)]  # overlapping, touching the start and the end
+    each = [list(decode(path, fps=FPS, width=W, info=info, start=a, duration=max(b - a, 1 / FPS)))
+            for a, b in ranges]
+    alone = []
+    monkeypatch.setattr(seek, "frames_at", lambda *a, **k: alone.append(a[1]) or real_frames_at(*a, **k))
+    warnings: list[str] = []
+    got = decode_ranges(path, ranges, fps=FPS, width=W, info=info, warnings=warnings)
+    assert [[round(t, 6) for t, _ in g] for g in got] == [[round(t, 6) for t, _ in g] for g in each]
+    for g, e in zip(got, each):
+        assert all(np.array_equal(f, ef) for (_, f), (_, ef) in zip(g, e)), kind
+    if kind == "pps_change":
+        assert alone and any("read again" in w for w in warnings), (alone, warnings)
+    elif kind in SEEK_NOISE:  # a seek logs errors (an open GOP's leading frames): each range is read alone
+        assert len(alone) == len(ranges) - 1 and warnings == [], (kind, alone, warnings)
+    else:
+        assert alone == [] and warnings == [], (kind, alone, warnings)
+
+
+real_frames_at = seek.frames_at
+SEEK_NOISE = {"open_gop", "high444", "rotated", "mpegts"}  # open GOPs: what a seek into them logs
+
+
+def test_a_frame_held_past_the_lookback_is_read_on_its_own(tmp_path, monkeypatch):
+    """A batched read keeps only LOOKBACK seconds before a range; a frame shown for longer (a slide held
+    6 s in a variable-rate file) is then not among them, so that range is read on its own, and right."""
+    path = tmp_path / "held.mp4"
+    expr = "if(lt(N\\,25)\\,N/25\\,if(lt(N\\,26)\\,1\\,7+(N-26)/25))"  # frame 25 shown from 1 s to 7 s
+    subprocess.run([ffmpeg_bin.ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                    "-i", "testsrc2=size=160x90:rate=25:duration=4", "-vf", f"setpts='{expr}/TB'",
+                    "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "veryfast", "-g", "200",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    info = probe(str(path))
+    ranges = [(5.0, 5.5), (7.5, 8.0)]
+    each = [list(decode(str(path), fps=4, width=W, info=info, start=a, duration=b - a)) for a, b in ranges]
+    alone = []
+    monkeypatch.setattr(seek, "frames_at", lambda *a, **k: alone.append(a[1]) or real_frames_at(*a, **k))
+    got = decode_ranges(str(path), ranges, fps=4, width=W, info=info)
+    assert [[t for t, _ in g] for g in got] == [[t for t, _ in g] for g in each] == [[5.0, 5.25], [7.5, 7.75]]
+    for g, e in zip(got, each):
+        assert all(np.array_equal(f, ef) for (_, f), (_, ef) in zip(g, e))
+    assert alone == [[5.0, 5.25]]  # the held slide's range alone; the other came from the batched read
 
 
 def test_x264_build_is_read_from_the_first_sei(variant):

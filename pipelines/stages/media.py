@@ -19,7 +19,7 @@ import re
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -258,6 +258,32 @@ def decode(
     if 0 < info.fps < fps:  # a slideshow, a time-lapse, one frame a minute: never more frames than it has
         fps = info.fps  # (the grid would repeat each of its frames up to fps / info.fps times)
     yield from _sequential(path, info, fps, w, h, duration, threads, warnings, side=side)
+
+
+def decode_ranges(path: str, ranges: Sequence[tuple[float, float]], *, fps: float, width: int,
+                  info: VideoInfo | None = None, threads: int = 0,
+                  warnings: list[str] | None = None) -> list[list[tuple[float, np.ndarray]]]:
+    """For each ``(a, b)``, what ``decode(path, fps=fps, width=width, start=a, duration=max(b - a, 1 / fps))``
+    yields: the same times and the very same frames, read for all ranges at once (``seek.frames_in_ranges``:
+    one ffmpeg process for many ranges, where a process per range cost more than its decoding)."""
+    from pipelines.stages.seek import frames_in_ranges
+
+    info = info or probe(path)
+    w, h = even_size(info, width)
+    out: list[list[tuple[float, np.ndarray]] | None] = [None] * len(ranges)
+    groups: list[list[float]] = []
+    where: list[int] = []
+    for k, (a, b) in enumerate(ranges):
+        if a is None or a <= 0:  # from the beginning: the sequential decode, as decode() reads it
+            out[k] = list(decode(path, fps=fps, width=width, info=info, start=a, duration=max(b - a, 1.0 / fps),
+                                 threads=threads, warnings=warnings))
+            continue
+        groups.append(grid(a, min(a + max(b - a, 1.0 / fps), info.duration), fps))
+        where.append(k)
+    for k, ts, frames in zip(where, groups, frames_in_ranges(path, groups, w=w, h=h, threads=threads,
+                                                            warnings=warnings)):
+        out[k] = list(zip(ts, frames))
+    return out  # type: ignore[return-value]
 
 
 @dataclass

@@ -248,3 +248,149 @@ def frames_at(path: str, times: Sequence[float], *, w: int, h: int, threads: int
     for k, f in zip(order, att.frames):
         result[k] = f
     return result
+
+
+# --- many ranges, one ffmpeg ---------------------------------------------------------------------------
+
+LOOKBACK = 2.0  # seconds before a range's first time that a batched read keeps (to find the frame shown there)
+TRIM_MARGIN = 0.25  # seconds after a range's last time that a batched read still decodes
+MAX_INPUTS = 24  # ranges per ffmpeg process in a batched read
+_RANGE_TAG = re.compile(rb"showinfo@r(\d+)")
+
+
+def _read_many(path: str, w: int, h: int, groups: Sequence[Sequence[float]], x264: int | None) -> tuple[
+        list[_Attempt], list[str], int]:
+    """One ffmpeg process reading every group of sorted times: each group is an input of its own (the same
+    file, seeked to the keyframe at or before the group's first time), trimmed to ``LOOKBACK`` seconds
+    before its first time up to its last, with an output pipe of its own. The frames are picked as
+    ``_read`` picks them. Returns an attempt per group (``first_pts``: its first frame after the trim),
+    ffmpeg's problem lines (for all groups: they cannot be told apart) and its exit code."""
+    from pipelines.stages.media import ffmpeg_binary, input_args, passthrough
+
+    cmd = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-copyts", "-start_at_zero"]
+    graph = []
+    for k, ts in enumerate(groups):
+        cmd += ["-threads", "1"]  # one decoder thread each: the inputs run side by side, none waits on a pool
+        if x264 is not None:
+            cmd += ["-x264_build", str(x264)]
+        if ts[0] > 0:
+            cmd += ["-ss", f"{ts[0]:.6f}", "-noaccurate_seek"]
+        cmd += input_args(path)
+        # trim's times are rounded to the stream's time base: its end leaves a margin (later frames are not picked)
+        graph.append(f"[{k}:v:0]trim=start={max(0.0, ts[0] - LOOKBACK):.6f}:end={ts[-1] + TRIM_MARGIN:.6f},"
+                     f"scale={w}:{h}:flags=area,format=rgb24,showinfo@r{k}=checksum=0[o{k}]")
+    cmd += ["-filter_complex", ";".join(graph)]
+    pipes = [os.pipe() for _ in groups]
+    for k, (_, wfd) in enumerate(pipes):
+        cmd += ["-map", f"[o{k}]", *passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24", f"pipe:{wfd}"]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                process_group=0, pass_fds=[wfd for _, wfd in pipes])
+    except BaseException:
+        for rfd, _ in pipes:
+            os.close(rfd)
+        raise
+    finally:
+        for _, wfd in pipes:
+            os.close(wfd)  # ffmpeg holds the write ends now
+    atts = [_Attempt(ts[0] if ts[0] > 0 else None) for ts in groups]
+    pts: list[list[float]] = [[] for _ in groups]
+    tbs: dict[int, tuple[int, int]] = {}
+    problems: list[str] = []
+    got = threading.Condition()
+    state = {"done": False}
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            tag = _RANGE_TAG.search(line)
+            if tag:
+                k = int(tag.group(1))
+                tb = _TB.search(line)
+                m = _FRAME.search(line)
+                with got:
+                    if tb:
+                        tbs[k] = (int(tb.group(1)), int(tb.group(2)))
+                    elif m and k < len(pts):
+                        pts[k].append(int(m.group(2)) * tbs[k][0] / tbs[k][1] if k in tbs else float(m.group(3)))
+                        got.notify_all()
+            elif is_problem(line) and len(problems) < 20:
+                problems.append(clean(line))
+        with got:
+            state["done"] = True
+            got.notify_all()
+
+    def read_frames(k: int) -> None:
+        times, att, n, i, prev = groups[k], atts[k], 0, 0, None
+        out: list[np.ndarray | None] = [None] * len(times)
+        nbytes = w * h * 3
+        with os.fdopen(pipes[k][0], "rb", buffering=nbytes * 2) as pipe:
+            while True:
+                buf = pipe.read(nbytes)
+                if not buf or len(buf) < nbytes:
+                    break
+                with got:
+                    got.wait_for(lambda n=n: len(pts[k]) > n or state["done"], timeout=30)
+                    t = pts[k][n] if len(pts[k]) > n else None
+                if t is None:
+                    break  # a frame without its time: the group is read again on its own
+                n += 1
+                frame = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+                if att.first_pts is None:
+                    att.first_pts = t
+                while i < len(times) and t > times[i] + EPS:
+                    out[i] = prev
+                    i += 1
+                prev = frame
+        while i < len(times) and prev is not None:  # the trim (or the video) ended: its last frame stays
+            out[i] = prev
+            i += 1
+        att.frames = out
+
+    readers = [threading.Thread(target=read_frames, args=(k,), daemon=True) for k in range(len(groups))]
+    err = threading.Thread(target=read_stderr, daemon=True)
+    err.start()
+    for r in readers:
+        r.start()
+    try:
+        for r in readers:
+            r.join()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        err.join(timeout=5)
+    return atts, problems, proc.returncode
+
+
+def frames_in_ranges(path: str, groups: Sequence[Sequence[float]], *, w: int, h: int, threads: int = 0,
+                     warnings: list[str] | None = None) -> list[list[np.ndarray]]:
+    """``frames_at`` for each group of times (a zoom round's ranges), the same frames, with a few ffmpeg
+    processes instead of one per group (a process start costs more than a short range's decoding): one
+    per core, each reading its share of the groups (at most ``MAX_INPUTS``) with one decoder thread. A group the batched read cannot vouch for (ffmpeg logged a problem or failed, the
+    seek landed after its first time, its first frame came after it, or a frame is missing) is read again
+    on its own by ``frames_at``, with its retries and warnings."""
+    from pipelines.stages.ffmpeg_bin import hwaccel_args
+
+    sorted_groups = [sorted(max(0.0, float(t)) for t in g) for g in groups]
+    out: list[list[np.ndarray] | None] = [None] * len(groups)
+    batch = [k for k, g in enumerate(sorted_groups) if g]
+    if len(batch) > 1 and not hwaccel_args(path, "seek")[0]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        x264 = x264_build(path)
+        n_proc = max(1, min(os.cpu_count() or 1, len(batch) // 2, 8), -(-len(batch) // MAX_INPUTS))
+        chunks = [batch[i::n_proc] for i in range(n_proc)]  # each process decodes on one core
+        with ThreadPoolExecutor(n_proc) as pool:
+            results = list(pool.map(lambda ks: _read_many(path, w, h, [sorted_groups[k] for k in ks], x264), chunks))
+        for ks, (atts, problems, rc) in zip(chunks, results):
+            for k, att in zip(ks, atts):
+                ts = sorted_groups[k]
+                if (not problems and rc == 0 and att.first_pts is not None and att.first_pts <= ts[0] + EPS
+                        and all(f is not None for f in att.frames)):
+                    by_time = dict(zip(ts, att.frames))
+                    out[k] = [by_time[max(0.0, float(t))] for t in groups[k]]
+    for k, g in enumerate(groups):
+        if out[k] is None:
+            out[k] = frames_at(path, list(g), w=w, h=h, threads=threads, warnings=warnings) if len(g) else []
+    return out  # type: ignore[return-value]
