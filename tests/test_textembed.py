@@ -77,7 +77,9 @@ def test_plain_folder_runs_without_sentence_transformers_and_gives_its_vectors(e
     monkeypatch.setenv("VQA_SENTENCE_TRANSFORMERS", "1")
     st = load_text_embedder("packaged:all-MiniLM-L6-v2", device="cpu", batch_size=4)
     assert type(st.model).__name__ == "SentenceTransformer"
-    np.testing.assert_allclose(embedder.embed_texts(texts), st.embed_texts(texts), atol=1e-5)
+    ours, theirs = embedder.embed_texts(texts), st.embed_texts(texts)
+    assert ((ours * theirs).sum(1) >= 0.9999).all()  # ctranslate2 keeps float16 weights: the same within this
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
     assert embedder.fingerprint == st.fingerprint
     monkeypatch.setenv("VQA_SENTENCE_TRANSFORMERS", "0")
     monkeypatch.setenv("VQA_TEXTEMBED_RUNTIME", "transformers")
