@@ -8,13 +8,16 @@
    shows vqa's own work alone.
 
 3. ``vqa search --profile tiny`` process wall time on that 60-minute index (zoom included).
-4. ``vqa ask --profile offline`` on the shipped demo with warm model caches (SmolLM2 converted once before),
-   target <= 5 s, with its own timings (where the time goes) and, as the reference, a bare process that
-   imports torch and transformers' model code (``transformers.modeling_utils``), which any of the offline
-   profile's models needs. Then the same three questions as three `vqa ask` calls and as one
-   ``vqa ask --questions FILE`` call (one load for all): what a shell loop gains by keeping models warm.
+4. ``vqa ask --profile offline`` on the shipped demo with warm model caches (SmolLM2 and MiniLM converted
+   once before), target <= 5 s, with its own timings (where the time goes), the biggest imports of that
+   process (``-X importtime``) and whether it imported torch. SmolLM2 and MiniLM run on ctranslate2, so the
+   reference is a bare process that imports what that path needs (``ctranslate2, tokenizers``); the old
+   reference, a bare import of torch and transformers' model code (``transformers.modeling_utils``, which
+   the offline models needed before), is printed beside it. Then the same three questions as three
+   `vqa ask` calls and as one ``vqa ask --questions FILE`` call (one load for all): what a shell loop gains
+   by keeping models warm.
 
-Usage: python bench/ask_latency.py [--minutes 60] [--skip-offline]
+Usage: python bench/ask_latency.py [--minutes 60] [--skip-offline | --only-offline]
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--skip-offline", action="store_true")
+    ap.add_argument("--only-offline", action="store_true", help="section 4 alone")
     a = ap.parse_args()
 
     home = OUT / "ask-home"
     os.environ.update(bench_env(home))
+    if a.only_offline:
+        offline(home)
+        return
     db = home / "vqa.db"
     video = long_video(a.minutes, size="640x360", rate=25, scene_s=20)
     wall, _, rc = run_measured([*vqa_cmd(), "index", str(video), "--profile", "tiny", "--db", str(db)],
@@ -109,6 +116,26 @@ def _ask_json(cmd: list[str], env: dict) -> tuple[float, dict]:
     return wall, json.loads(proc.stdout) if proc.stdout.lstrip().startswith("{") else {}
 
 
+def _imports(cmd: list[str], env: dict) -> tuple[list[tuple[str, int]], dict[str, bool]]:
+    """The five biggest top-level imports (module, cumulative ms) of ``vqa ...`` run with ``-X importtime``,
+    and whether torch and transformers were imported at all."""
+    assert cmd[1:3] == ["-m", "vqa_cli.app"]
+    code = ("import sys; from vqa_cli.app import main; sys.argv = ['vqa', *sys.argv[1:]]\ntry: main()\n"
+            "finally: print('LOADED', int('torch' in sys.modules), int('transformers' in sys.modules), "
+            "file=sys.stderr)")
+    proc = subprocess.run([cmd[0], "-X", "importtime", "-c", code, *cmd[3:]], capture_output=True, text=True,
+                          env=env)
+    top, loaded = [], {"torch": None, "transformers": None}
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            _, cum, name = line.split("|")
+            if not name.startswith("  ") and cum.strip().isdigit():  # top level: not imported by another
+                top.append((name.strip(), int(cum) // 1000))
+        elif line.startswith("LOADED "):
+            loaded = dict(zip(("torch", "transformers"), (x == "1" for x in line.split()[1:]), strict=True))
+    return sorted(top, key=lambda x: -x[1])[:5], loaded
+
+
 def offline(home) -> None:
     """The offline profile on the shipped demo, warm model caches: wall, where it goes, and the warm path."""
     from _common import ROOT
@@ -129,7 +156,8 @@ def offline(home) -> None:
         w, out = _ask_json(ask(q), env)
         walls.append(w)
         timings.append(out.get("timings", {}))
-    ref = [run_measured([sys.executable, "-c", "import torch, transformers; from transformers import modeling_utils"],
+    ref = [run_measured([sys.executable, "-c", "import ctranslate2, tokenizers"], env=env)[0] for _ in range(2)]
+    old = [run_measured([sys.executable, "-c", "import torch, transformers; from transformers import modeling_utils"],
                         env=env)[0] for _ in range(2)]
     best = min(range(len(walls)), key=walls.__getitem__)
     t = timings[best]
@@ -138,8 +166,12 @@ def offline(home) -> None:
     print(f"  its timings: query {t.get('embed_query_ms', 0) / 1000:.2f} s, text search (MiniLM, with the "
           f"imports) {t.get('text_ms', 0) / 1000:.2f} s, zoom {t.get('search_ms', 0) / 1000:.2f} s, frames "
           f"{t.get('frames_ms', 0) / 1000:.2f} s, answer (SmolLM2 load + generate) {t.get('answer_ms', 0) / 1000:.2f} s")
-    print(f"  reference: bare import torch + transformers' model code: {min(ref):.2f} s "
-          f"(ratio {min(walls) / min(ref):.2f})")
+    top, loaded = _imports(ask(questions[1]), env)
+    print(f"  biggest imports (-X importtime, cumulative): {', '.join(f'{m} {ms / 1000:.2f} s' for m, ms in top)}; "
+          f"torch imported: {loaded['torch']}, transformers imported: {loaded['transformers']}")
+    print(f"  reference: bare import ctranslate2 + tokenizers: {min(ref):.2f} s (ratio {min(walls) / min(ref):.2f}); "
+          f"the old reference, bare import torch + transformers' model code: {min(old):.2f} s "
+          f"(ratio {min(walls) / min(old):.2f})")
     qfile = home / "questions.jsonl"
     qfile.write_text("".join(json.dumps({"question": q}) + "\n" for q in questions))
     t0 = time.perf_counter()
