@@ -45,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipelines import defaults  # noqa: E402
 from pipelines import search as kf  # noqa: E402
 from pipelines.eval.metrics import temporal_metrics  # noqa: E402
-from pipelines.search.regions import clip_region_scorer, region_boxes  # noqa: E402
+from pipelines.search.regions import frame_regions  # noqa: E402
 from pipelines.stages.media import decode, decode_ranges, probe  # noqa: E402
 
 METHODS = ("uniform", "clip-top", "before", "focus", "search", "moments-before", "moments")
@@ -125,13 +125,12 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
 
 
 def make_regions(clip, qv: np.ndarray, pixels: dict, grids: tuple[int, ...]):
-    boxes = region_boxes(grids)
-    scorer = clip_region_scorer(clip, qv, boxes)
+    """vqa ask's own ``frame_regions`` over the frames this bench keeps in memory."""
+    return frame_regions(clip, qv, lambda times: [pixels[round(float(t), 3)] for t in times], grids=grids,
+                         proposals=PROPOSALS[0])
 
-    def regions(times):
-        return scorer([pixels[round(float(t), 3)] for t in times]), boxes
 
-    return regions
+PROPOSALS = [defaults.REGION_PROPOSALS]
 
 
 def uniform_pick(times: np.ndarray, duration: float, k: int) -> np.ndarray:
@@ -249,6 +248,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--grids", default=",".join(map(str, defaults.REGION_GRID)), help="region grids, e.g. 2,3")
     ap.add_argument("--param", action="append", default=[], help="SearchParams override, name=value")
+    ap.add_argument("--proposals", type=int, default=defaults.REGION_PROPOSALS,
+                    help="windows per frame around what stands out (regions.content_boxes), besides the grid")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME:param=value,...: also the whole search with these parameters (a NAME "
                          "starting with 'moments': the moments of `vqa search` with them)")
@@ -257,6 +258,7 @@ def main() -> None:
                                                          "each video, for one CLIP)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
+    PROPOSALS[0] = args.proposals
 
     from pipelines.stages.clip import ClipEmbedder, ClipSpec
 

@@ -30,6 +30,7 @@ CONTEXT_SPACING = 0.25  # seconds between the keyframes around a confident peak
 REGION_FRAMES = 24  # frames per question whose regions are scored
 REGION_GRID = (2,)  # grids scored per frame: g overlapping square windows across the short side
 REGION_OVERLAP = 0.5  # share of a cell that overlaps its neighbour
+REGION_PROPOSALS = 3  # windows per frame around what stands out from its background (regions.content_boxes)
 REGION_PENALTY = 0.0  # fused z a window's score gives up against whole frames
 REGION_CALIBRATE = False  # windows brought to their frames' scale (median shift) before they compete
 REGION_SHOTS = 1.0  # share of REGION_FRAMES given to the best frame of each shot (the rest: best frames)

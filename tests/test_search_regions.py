@@ -10,7 +10,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from pipelines.search import SearchParams, keyframe_search
-from pipelines.search.regions import clip_region_scorer, crop, region_boxes, region_candidates, region_lift
+from pipelines.search.regions import (
+    clip_region_scorer,
+    content_boxes,
+    crop,
+    frame_boxes,
+    region_boxes,
+    region_candidates,
+    region_lift,
+)
 
 W, H = 320, 180
 
@@ -192,3 +200,53 @@ def test_search_with_regions_keeps_the_window_that_made_the_frame(clip):
     d = zoomed.as_dict()
     assert d["keyframes"][0]["region"] == [round(float(x), 3) for x in boxes[6]]
     assert d["trace"][0]["regions"]["frames"] == 3 and d["trace"][0]["regions"]["best"]["t"] == 20.0
+
+
+def _noisy(size, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.linspace(40, 160, size[1])[:, None, None]  # a gradient, with grain
+    return np.clip(np.broadcast_to(y, (size[1], size[0], 3)) + rng.normal(0, 10, (size[1], size[0], 3)), 0, 255)
+
+
+@pytest.mark.parametrize("background", ["plain", "gradient and grain"])
+def test_content_boxes_put_one_window_around_each_thing_that_stands_out(background):
+    """Three objects far apart and one close pair: each gets a window of its own around it (its centre
+    inside, no other object's centre inside), largest first; background alone proposes nothing."""
+    objects = [("disc", (60, 50, 22), RED), ("sq", (250, 60, 12), BLUE), ("disc", (150, 140, 8), YELLOW)]
+    frame = draw((W, H), objects)
+    if background != "plain":
+        base = _noisy((W, H))
+        mask = np.any(frame != BG, axis=2)
+        frame = np.where(mask[..., None], frame, base).astype(np.uint8)
+    boxes = content_boxes(frame, 5) * [W, H, W, H]
+    assert len(boxes) == 3
+    for (_, (x, y, r), _), b in zip(objects, boxes):  # largest first: the order drawn
+        assert b[0] <= x - r and b[2] >= x + r and b[1] <= y - r and b[3] >= y + r, (b, x, y)
+        others = [(ox, oy) for _, (ox, oy, _), _ in objects if (ox, oy) != (x, y)]
+        assert not any(b[0] <= ox <= b[2] and b[1] <= oy <= b[3] for ox, oy in others), b
+        assert np.isclose(b[2] - b[0], b[3] - b[1]) and b[2] - b[0] >= 0.25 * H - 1e-6  # squares, not tiny
+    assert len(content_boxes(frame, 2)) == 2
+    empty = _noisy((W, H)).astype(np.uint8) if background != "plain" else draw((W, H), [])
+    assert len(content_boxes(empty, 5)) == 0
+
+
+def test_a_proposal_finds_the_target_a_grid_window_shares_with_a_distractor(clip):
+    """The target (a small red disc) right next to a larger decoy: every grid window that holds the
+    target also holds the decoy, so the grid's best window scores them together; a proposal around the
+    target alone matches it as the query does; frames keep a fixed window count (padding never wins)."""
+    alone = draw((W, H), [("disc", (150, 90, 18), RED)])
+    q = clip.embed_images([crop(alone, content_boxes(alone, 1)[0])])  # the target as it looks alone
+    frame = draw((W, H), [("sq", (200, 90, 26), BLUE), ("disc", (150, 90, 18), RED)])
+    plain = draw((W, H), [("sq", (200, 90, 26), BLUE)])
+    grid = region_boxes((2,), aspect=W / H)
+    boxes = np.stack([frame_boxes(f, grid, 3) for f in (frame, plain)])
+    assert boxes.shape == (2, 13, 4)
+    sims = clip_region_scorer(clip, q, boxes)([frame, plain])
+    grid_sims = clip_region_scorer(clip, q, grid)([frame])
+    assert np.allclose(sims[0, 0, :10], grid_sims[0, 0], atol=1e-5)  # the grid part is the grid's
+    best = int(np.argmax(sims[0, 0]))
+    assert best >= 10 and sims[0, 0, best] > grid_sims[0, 0].max()
+    x0, y0, x1, y1 = boxes[0, best] * [W, H, W, H]
+    assert x0 <= 132 and x1 >= 168 and not (x0 <= 200 <= x1)  # around the target, not the decoy's centre
+    new, where, _ = region_lift(np.array([1.0, 2.0]), np.array([-1.0, -1.0]), sims, boxes, lambda s: s[0])
+    assert where[0] == pytest.approx(boxes[0, best]) and new[0] > new[1]

@@ -50,6 +50,55 @@ def region_boxes(grids: Sequence[int] = (2,), overlap: float = 0.5, aspect: floa
     return np.asarray(out, dtype=np.float64).reshape(-1, 4)
 
 
+def content_boxes(frame: np.ndarray, n: int = defaults.REGION_PROPOSALS, *, min_area: float = 0.002,
+                  margin: float = 0.3, min_side: float = 0.25) -> np.ndarray:
+    """Up to ``n`` square windows (fractions, like ``region_boxes``) each around one thing that stands
+    out from the frame's background: the background is a median far wider than a small object (on a
+    quarter-size copy), the things are the connected areas that differ from it by more than Otsu's
+    threshold (at least 32 levels, noise opened away), largest first, each boxed with ``margin`` of its
+    size around it and at least ``min_side`` of the short side. A grid window holding a small target and
+    a distractor scores them together; a window around the target alone scores it as it would alone."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if n <= 0 or h < 8 or w < 8:
+        return np.zeros((0, 4), dtype=np.float64)
+    rgb = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+    sw, sh = max(w // 4, 2), max(h // 4, 2)
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+    k = max(3, (min(sw, sh) // 2) | 1)  # an object up to a quarter of the short side is not background
+    bg = cv2.resize(cv2.medianBlur(small, min(k, 255)), (w, h), interpolation=cv2.INTER_LINEAR)
+    diff = cv2.absdiff(rgb, bg).max(axis=2)
+    diff = cv2.GaussianBlur(diff, (3, 3), 0)
+    thr, _ = cv2.threshold(diff, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    mask = (diff > max(float(thr), 32.0)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    found = [stats[i] for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area * h * w]
+    found.sort(key=lambda st: -int(st[cv2.CC_STAT_AREA]))
+    short = min(w, h)
+    out = []
+    for x, y, bw, bh, _ in found[:n]:
+        side = min(max(max(bw, bh) * (1.0 + 2.0 * margin), min_side * short), short)
+        cx, cy = x + bw / 2.0, y + bh / 2.0
+        x0 = min(max(cx - side / 2.0, 0.0), w - side)
+        y0 = min(max(cy - side / 2.0, 0.0), h - side)
+        out.append((x0 / w, y0 / h, (x0 + side) / w, (y0 + side) / h))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 4)
+
+
+def frame_boxes(frame: np.ndarray, grid_boxes: np.ndarray, proposals: int) -> np.ndarray:
+    """The windows scored for one frame: the grid's, then up to ``proposals`` around what stands out
+    (``content_boxes``), padded to a fixed count with copies of the first grid window, or of the whole
+    frame without a grid (a copy scores the same, so it never wins on its own)."""
+    boxes = np.asarray(grid_boxes, dtype=np.float64).reshape(-1, 4)
+    if proposals <= 0:
+        return boxes
+    found = content_boxes(frame, proposals)
+    first = boxes[:1] if len(boxes) else np.asarray([[0.0, 0.0, 1.0, 1.0]])  # no grid: the whole frame
+    return np.concatenate([boxes, found, np.repeat(first, proposals - len(found), axis=0)])
+
+
 def crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     """The pixels of ``frame`` (H, W, C) inside ``box`` (fractions), at least one pixel each way."""
     h, w = frame.shape[:2]
@@ -60,29 +109,37 @@ def crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
 
 def clip_region_scorer(clip, qvecs: np.ndarray, boxes: np.ndarray) -> RegionScorer:
     """``scorer(frames) -> (Q, M, R)`` sims of every window of every frame with each sub-query vector
-    (``qvecs`` (Q, D), normalised), through ``clip.embed_images`` in one batch."""
+    (``qvecs`` (Q, D), normalised), through ``clip.embed_images`` in one batch. ``boxes``: the same
+    (R, 4) windows for every frame, or (M, R, 4), each frame's own."""
     q = np.asarray(qvecs, dtype=np.float32)
 
     def scorer(frames: list[np.ndarray]) -> np.ndarray:
-        if not frames or not len(boxes):
-            return np.zeros((q.shape[0], len(frames), len(boxes)), dtype=np.float32)
-        crops = [np.ascontiguousarray(crop(f, b)) for f in frames for b in boxes]
+        per = np.asarray(boxes, dtype=np.float64)
+        per = np.broadcast_to(per, (len(frames), *per.shape)) if per.ndim == 2 else per
+        r = per.shape[1] if per.ndim == 3 else 0
+        if not frames or not r:
+            return np.zeros((q.shape[0], len(frames), r), dtype=np.float32)
+        crops = [np.ascontiguousarray(crop(f, b)) for f, bs in zip(frames, per) for b in bs]
         emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
-        return (emb @ q.T).T.reshape(q.shape[0], len(frames), len(boxes))
+        return (emb @ q.T).T.reshape(q.shape[0], len(frames), r)
 
     return scorer
 
 
 def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], list[np.ndarray]], *,
-                  grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP):
-    """``regions(times) -> ((Q, M, R) sims, (R, 4) windows)`` for ``keyframe_search``: the frames at
+                  grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP,
+                  proposals: int = defaults.REGION_PROPOSALS):
+    """``regions(times) -> ((Q, M, R) sims, (M, R, 4) windows)`` for ``keyframe_search``: the frames at
     ``times`` come from ``frames_at(times)`` (decoded zoom frames, stored thumbnails...), their windows
-    are scored with ``clip`` against ``qvecs``."""
+    (the grid's and ``proposals`` around what stands out in each) are scored with ``clip`` against
+    ``qvecs``."""
 
     def regions(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = frames_at(np.asarray(times, dtype=np.float64))
         h, w = frames[0].shape[:2] if frames else (9, 16)
-        boxes = region_boxes(grids, overlap, aspect=w / h)
+        grid = region_boxes(grids, overlap, aspect=w / h)
+        boxes = np.stack([frame_boxes(f, grid, proposals) for f in frames]) if frames else \
+            np.zeros((0, len(grid) + max(proposals, 0), 4))
         return clip_region_scorer(clip, qvecs, boxes)(frames), boxes
 
     return regions
@@ -167,7 +224,8 @@ def region_lift(times: np.ndarray, whole: np.ndarray, sims: np.ndarray, boxes: n
     lift = val > whole
     out = np.where(lift, val, whole)
     where = np.full((m, 4), np.nan)
-    where[lift] = np.asarray(boxes, dtype=np.float64)[best[lift]]
+    per = np.asarray(boxes, dtype=np.float64)
+    where[lift] = per[np.flatnonzero(lift), best[lift]] if per.ndim == 3 else per[best[lift]]
     info = {"frames": int(m), "windows": int(m * r), "lifted": int(lift.sum())}
     if lift.any():
         j = int(np.flatnonzero(lift)[np.argmax(val[lift])])
