@@ -59,16 +59,16 @@ def main() -> None:
 
 def cut_accuracy() -> None:
     """Precision, recall, |offset| of the default detector's cuts: re-read windows against side-stream ones."""
-    from scene_detectors import FINE_WIDTH, SceneParams, SideStream, decode, generated, probe, score, segment
+    from scene_detectors import decoded, generated, probe, score, segment
+
+    from pipelines.stages.segment import SceneParams
 
     for mode in ("reread", "decode"):
         tp = fp = fn = one = reread = 0
         offsets: list[float] = []
         for path, cuts, fade in generated().values():
-            info, fine = probe(str(path)), []
-            frames = list(decode(str(path), fps=SceneParams().fps, width=384, info=info,
-                                 side=SideStream(FINE_WIDTH, lambda t, f, out=fine: out.append((t, f)))))
-            found, _, again = segment(path, frames, fine, info.duration, SceneParams(), mode)
+            info = probe(str(path))
+            found, _, again = segment(path, decoded(path, info), info.duration, SceneParams(), mode)
             a, b, c, offs, o = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
             tp, fp, fn, one, reread = tp + a, fp + b, fn + c, one + o, reread + again
             offsets += offs

@@ -40,7 +40,7 @@ from _common import OUT
 
 from pipelines.stages.ffmpeg_bin import ffmpeg_binary
 from pipelines.stages.media import SideStream, decode, probe
-from pipelines.stages.segment import DETECTORS, FINE_WIDTH, SceneParams, SceneSegmenter
+from pipelines.stages.segment import DETECTORS, FINE_WIDTH, KEEP_FPS, SceneParams, SceneSegmenter
 from tests.synth import make_one_shot_video, make_scenes_video, make_slides_video
 
 HIT = 0.25
@@ -82,23 +82,32 @@ def generated() -> dict[str, tuple[Path, list[float], tuple[float, float] | None
     return cases
 
 
-def segment(path: Path, frames: list, fine: list, duration: float, params: SceneParams,
+def decoded(path: Path, info) -> list[tuple[str, float, object]]:
+    """What `vqa index` gives the segmenter from its one decode, in the order it gives it: ("keep", t, frame)
+    for the sampled frames (384 px, ``KEEP_FPS``), ("grid", t, small) for the small frames on the analysis
+    grid, ("fine", t, small) for every frame of the source."""
+    events: list = []
+    side = SideStream(FINE_WIDTH, lambda t, f: events.append(("fine", t, f)), fps=SceneParams().fps,
+                      sampled=lambda t, f: events.append(("grid", t, f)))
+    for t, f in decode(str(path), fps=KEEP_FPS, width=384, info=info, side=side):
+        events.append(("keep", t, f))
+    return events
+
+
+def segment(path: Path, events: list, duration: float, params: SceneParams,
             refine: str) -> tuple[list[float], float, int]:
     """``refine``: "no" (the analysis grid alone), "reread" (each cut window read again from the file, as
     before), "decode" (the windows' frames from the decode's own every-frame side stream, as `vqa index`
-    does now: handed over before each sampled frame up to a little past its time, as the decode does)."""
+    does now). ``events``: from ``decoded``, replayed in their order."""
     t0 = time.perf_counter()
     seg = SceneSegmenter(params, source=str(path) if refine != "no" else None)
-    j = 0
-    for t, f in frames:
-        if refine == "decode":
-            while j < len(fine) and fine[j][0] <= t + 0.1:
-                seg.fine(*fine[j])
-                j += 1
-        seg.feed(t, f)
-    if refine == "decode":
-        for item in fine[j:]:
-            seg.fine(*item)
+    for kind, t, f in events:
+        if kind == "grid":
+            seg.analyse(t, f)
+        elif kind == "keep":
+            seg.keep(t, f)
+        elif refine == "decode":
+            seg.fine(t, f)
     found = [s.start for s in seg.finish(duration)[1:]]
     return found, time.perf_counter() - t0, seg.reread
 
@@ -127,13 +136,10 @@ def main() -> None:
         for name, cuts in REAL.items():
             if (args.real / name).exists():
                 cases[f"real {name}"] = (args.real / name, cuts, None)
-    decoded = {}
+    events = {}
     for name, (path, _, _) in cases.items():
         info = probe(str(path))
-        fine: list = []
-        frames = list(decode(str(path), fps=SceneParams().fps, width=384, info=info,
-                             side=SideStream(FINE_WIDTH, lambda t, f, out=fine: out.append((t, f)))))
-        decoded[name] = (info, frames, fine)
+        events[name] = (info, decoded(path, info))
     settings = [(det, None) for det in DETECTORS]
     print(f"{'detector':<10} {'refine':<6} {'case':<22} {'TP':>3} {'FP':>3} {'FN':>3} {'1f':>3}  offsets ms")
     totals = {}
@@ -144,14 +150,14 @@ def main() -> None:
             ms = 0.0
             reread = 0
             for name, (path, cuts, fade) in cases.items():
-                info, frames, fine = decoded[name]
-                found, secs, again = segment(path, frames, fine, info.duration,
+                info, evs = events[name]
+                found, secs, again = segment(path, evs, info.duration,
                                              SceneParams(detector=det, threshold=thr), refine)
                 reread += again
                 tp, fp, fn, offs, one = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
                 tp_all, fp_all, fn_all, one_all = tp_all + tp, fp_all + fp, fn_all + fn, one_all + one
                 offs_all += offs
-                ms += 1000 * secs / max(len(frames), 1)
+                ms += 1000 * secs / max(sum(k == "grid" for k, _, _ in evs), 1)
                 shown = " ".join(f"{1000 * o:+.0f}" for o in offs)
                 print(f"{det:<10} {refine:<6} {name:<22} {tp:>3} {fp:>3} {fn:>3} {one:>3}  {shown}")
             p = tp_all / max(tp_all + fp_all, 1)

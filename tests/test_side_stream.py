@@ -54,3 +54,61 @@ def test_cuts_refined_from_the_decode_equal_those_read_again(tmp_path):
     assert found == again
     # on the first frame of each new shot (cut times are multiples of the 25 fps frame time)
     assert np.allclose(found, cuts, atol=0.5 / 25)
+
+
+def test_grid_of_the_side_stream_is_a_decode_at_that_rate_only_small(tmp_path):
+    """The scene analysis reads the side stream's grid (``SideStream.fps``/``sampled``): the very frames and
+    times a decode at that rate and width gives, handed in time order with every frame, each grid frame
+    after the sampled frames up to its time."""
+    path = str(tmp_path / "cuts.mp4")
+    make_scenes_video(path, [2.04, 1.52, 2.6], rate=25, audio=False, sources=["testsrc2", "cellauto", "smptebars"])
+    info = probe(path)
+    events: list = []
+    side = SideStream(FINE_WIDTH, lambda t, f: events.append(("fine", t, f)), fps=10,
+                      sampled=lambda t, f: events.append(("grid", t, f)))
+    main = [(t, f) for t, f in decode(path, fps=1, width=320, info=info, side=side) if not events.append(("main", t, f))]
+    assert [t for t, _ in main] == [t for t, _ in decode(path, fps=1, width=320, info=info)]
+    grid = [(t, f) for k, t, f in events if k == "grid"]
+    plain = list(decode(path, fps=10, width=FINE_WIDTH, info=info))
+    assert [t for t, _ in grid] == [t for t, _ in plain] and len(grid) == round(info.duration * 10)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(grid, plain))
+    assert len([k for k, _, _ in events if k == "fine"]) == round(info.duration * 25)
+    # order: a grid frame at g comes after every sampled frame at or before g
+    seen_main = -1.0
+    for kind, t, _ in events:
+        if kind == "main":
+            seen_main = t
+        elif kind == "grid":
+            assert all(m <= seen_main for m, _ in main if m <= t)
+    # the grid alone (no every-frame stream): the same frames
+    alone: list = []
+    list(decode(path, fps=1, width=320, info=info, side=SideStream(FINE_WIDTH, None, fps=10,
+                                                                  sampled=lambda t, f: alone.append((t, f)))))
+    assert [t for t, _ in alone] == [t for t, _ in plain]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(alone, plain))
+
+
+def test_every_scene_gets_a_middle_frame_of_its_own_also_when_shorter_than_the_sampling_step(tmp_path):
+    """As `vqa index` feeds it: the scene analysis on the side stream's grid, candidate middle frames from
+    the 1 fps sampled stream; a scene no sampled frame falls in (2.2-2.9 s) gets its middle read from the
+    file, a picture of that scene."""
+    from pipelines.stages.segment import KEEP_FPS, to_jpeg
+
+    path = str(tmp_path / "short.mp4")
+    cuts = make_scenes_video(path, [2.2, 0.7, 2.1], rate=25, audio=False, labels=False,
+                             sources=["smptebars", "color=c=red", "testsrc2"])
+    info = probe(path)
+    seg = SceneSegmenter(SceneParams(), source=path)
+    side = SideStream(FINE_WIDTH, seg.fine, fps=SceneParams().fps, sampled=seg.analyse)
+    for t, f in decode(path, fps=KEEP_FPS, width=384, info=info, side=side):
+        seg.keep(t, f)
+    scenes = seg.finish(info.duration)
+    assert np.allclose([s.start for s in scenes[1:]], cuts, atol=0.5 / 25)
+    assert all(s.rep_jpeg and s.start <= s.rep_t < s.end for s in scenes)
+    from io import BytesIO
+
+    from PIL import Image
+
+    red = np.asarray(Image.open(BytesIO(scenes[1].rep_jpeg)).convert("RGB")).reshape(-1, 3).mean(0)
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    assert to_jpeg is not None

@@ -288,10 +288,17 @@ def decode_ranges(path: str, ranges: Sequence[tuple[float, float]], *, fps: floa
 
 @dataclass
 class SideStream:
-    """Every frame of a sequential decode, scaled to ``width`` (even, aspect kept), for ``feed(t, rgb)``."""
+    """Small frames (``width`` wide, even, aspect kept, area-scaled) from the same sequential decode:
+    every frame of the source to ``feed(t, rgb)``, and with ``fps`` the frames on the grid ``k / fps``
+    (the very frames a decode at ``fps`` gives, only small) to ``sampled(t, rgb)``. Either may be None."""
 
     width: int
-    feed: Callable[[float, np.ndarray], None]
+    feed: Callable[[float, np.ndarray], None] | None
+    fps: float | None = None
+    sampled: Callable[[float, np.ndarray], None] | None = None
+
+
+SIDE_LEAD = 0.5  # seconds: every-frame side frames are handed this far ahead of the sampled frame at most
 
 
 def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration: float | None, threads: int,
@@ -305,96 +312,129 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
            *hw_in, "-copyts", "-start_at_zero", *input_args(path)]
     limit = ["-t", f"{duration:.3f}"] if duration is not None else []
     raw = [*passthrough(), "-f", "rawvideo", "-pix_fmt", "rgb24"]
+
     # The fps filter drops/duplicates on a constant grid, which is what keeps VFR input honest;
     # eof_action=pass keeps the only frame of a one-frame video.
-    sampled = f"fps={fps:g}:round=up:eof_action=pass,scale={w}:{h}:flags=area,format=rgb24,showinfo@main=checksum=0"
-    side_fds: tuple[int, int] | None = None
-    if side is None:
+    def on_grid(rate: float) -> str:
+        return f"fps={rate:g}:round=up:eof_action=pass"
+
+    sampled = f"{on_grid(fps)},scale={w}:{h}:flags=area,format=rgb24,showinfo@main=checksum=0"
+    # side outputs: name -> (read end, write end); "side" every frame, "grid" the small frames on a grid
+    fds: dict[str, tuple[int, int]] = {}
+    if side is None or (side.feed is None and side.sampled is None):
+        side = None
         cmd += [*limit, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", hw_vf + sampled, *raw, "pipe:1"]
     else:
         sw, sh = even_size(info, side.width)
         side_bytes = sw * sh * 3
-        side_fds = os.pipe()
-        graph = (f"[0:v:0]{hw_vf}split=2[m][s];[m]{sampled}[om];"
-                 f"[s]scale={sw}:{sh}:flags=area,format=rgb24,showinfo@side=checksum=0[os]")
-        cmd += ["-filter_complex", graph, "-map", "[om]", *limit, *raw, "pipe:1",
-                "-map", "[os]", *limit, *raw, f"pipe:{side_fds[1]}"]
+        small = f"scale={sw}:{sh}:flags=area,format=rgb24"
+        side_fps = side.fps or fps
+        if 0 < info.fps < side_fps:  # never more frames than the file has (as ``decode`` does)
+            side_fps = info.fps
+        graph = [f"[0:v:0]{hw_vf}split=2[m][s]", f"[m]{sampled}[om]"]
+        if side.feed is not None and side.sampled is not None:  # the grid picks from the small frames
+            graph += [f"[s]{small},split=2[s1][s2]", "[s1]showinfo@side=checksum=0[oside]",
+                      f"[s2]{on_grid(side_fps)},showinfo@grid=checksum=0[ogrid]"]
+        elif side.feed is not None:
+            graph += [f"[s]{small},showinfo@side=checksum=0[oside]"]
+        else:  # the grid alone: sampled before scaling (the same frames, fewer to scale)
+            graph += [f"[s]{on_grid(side_fps)},{small},showinfo@grid=checksum=0[ogrid]"]
+        cmd += ["-filter_complex", ";".join(graph), "-map", "[om]", *limit, *raw, "pipe:1"]
+        for name, wanted in (("side", side.feed), ("grid", side.sampled)):
+            if wanted is not None:
+                fds[name] = os.pipe()
+                cmd += ["-map", f"[o{name}]", *limit, *raw, f"pipe:{fds[name][1]}"]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 bufsize=frame_bytes * 2, process_group=0,
-                                pass_fds=(side_fds[1],) if side_fds else ())
+                                pass_fds=tuple(wr for _, wr in fds.values()))
     except BaseException:
-        if side_fds:
-            os.close(side_fds[0])
+        for rd, _ in fds.values():
+            os.close(rd)
         raise
     finally:
-        if side_fds:
-            os.close(side_fds[1])  # ffmpeg holds the write end now
-    times: queue.Queue = queue.Queue()
-    side_times: queue.Queue = queue.Queue()
-    side_frames: deque[tuple[float, np.ndarray]] = deque()
+        for _, wr in fds.values():
+            os.close(wr)  # ffmpeg holds the write ends now
+    times: dict[bytes, queue.Queue] = {b"main": queue.Queue(), b"side": queue.Queue(), b"grid": queue.Queue()}
+    arrived: dict[str, deque[tuple[float, np.ndarray]]] = {"side": deque(), "grid": deque()}
     tail: deque[bytes] = deque(maxlen=20)
     errors: list[bytes] = []
     n_errors = [0]
 
     def read_stderr() -> None:
         assert proc.stderr is not None
-        tbs: dict[bool, tuple[int, int]] = {}
+        tbs: dict[bytes, tuple[int, int]] = {}
         for line in proc.stderr:
-            if b"showinfo" in line:
-                is_side = b"showinfo@side" in line
+            at = line.find(b"showinfo@")
+            if at >= 0:
+                name = line[at + 9:at + 13]
                 m = _PTS.search(line)
                 if m:
-                    tb = tbs.get(is_side)
-                    (side_times if is_side else times).put(int(m.group(2)) * tb[0] / tb[1] if tb
-                                                           else float(m.group(3)))
-                elif _TB.search(line):
+                    tb = tbs.get(name)
+                    times[name].put(int(m.group(2)) * tb[0] / tb[1] if tb else float(m.group(3)))
+                else:
                     g = _TB.search(line)
-                    tbs[is_side] = (int(g.group(1)), int(g.group(2)))
+                    if g:
+                        tbs[name] = (int(g.group(1)), int(g.group(2)))
                 continue
             tail.append(line.rstrip())
             if is_problem(line):
                 n_errors[0] += 1
                 if len(errors) < 5:
                     errors.append(line.rstrip())
-        times.put(None)
-        side_times.put(None)
+        for q in times.values():
+            q.put(None)
 
-    def read_side() -> None:  # drained as fast as ffmpeg writes it, so the sampled stream never waits on it
-        with os.fdopen(side_fds[0], "rb", buffering=side_bytes * 4) as pipe:
-            side_frames.extend(_raw_frames(pipe, sh, sw, side_times, 1.0 / max(info.fps, 1.0)))
+    def read_small(name: str, rate: float) -> None:  # drained as fast as ffmpeg writes, so the sampled stream never waits
+        with os.fdopen(fds[name][0], "rb", buffering=side_bytes * 4) as pipe:
+            arrived[name].extend(_raw_frames(pipe, sh, sw, times[name.encode()], 1.0 / max(rate, 1.0)))
 
-    def hand_side() -> None:
-        while side_frames:
-            side.feed(*side_frames.popleft())
+    def hand_side(upto: float | None) -> None:
+        """Give ``side`` what has arrived, in time order (every frame before the grid frame at the same
+        time): the grid frames before ``upto`` (the sampled frame about to be yielded, so that each consumer
+        of both has every sampled frame before the grid frames after it), the others up to
+        ``SIDE_LEAD`` past it; everything when ``upto`` is None (the streams ended)."""
+        every, grid = arrived["side"], arrived["grid"]
+        lead = None if upto is None else upto + SIDE_LEAD
+        while True:
+            take_every = bool(every) and (lead is None or every[0][0] <= lead)
+            take_grid = bool(grid) and (upto is None or grid[0][0] < upto)
+            if take_every and (not take_grid or every[0][0] <= grid[0][0]):
+                side.feed(*every.popleft())
+            elif take_grid:
+                side.sampled(*grid.popleft())
+            else:
+                return
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    side_reader = threading.Thread(target=read_side, daemon=True) if side_fds else None
-    if side_reader:
-        side_reader.start()
+    small_readers = [threading.Thread(target=read_small, args=(name, info.fps if name == "side" else side_fps),
+                                      daemon=True) for name in fds]
+    for r in small_readers:
+        r.start()
     n = 0
     last_t = None
     try:
         assert proc.stdout is not None
-        for t, frame in _raw_frames(proc.stdout, h, w, times, 1.0 / fps):
+        for t, frame in _raw_frames(proc.stdout, h, w, times[b"main"], 1.0 / fps):
             last_t = t
             if side is not None:
-                hand_side()
+                hand_side(t)
             yield t, frame
             n += 1
         proc.wait()  # the stream ended: let ffmpeg exit on its own and say how it went
         reader.join(timeout=5)
-        if side_reader:
-            side_reader.join(timeout=30)
-            hand_side()
+        for r in small_readers:
+            r.join(timeout=30)
+        if side is not None:
+            hand_side(None)
     finally:
         if proc.poll() is None:  # the consumer stopped early (or was interrupted): we stop ffmpeg
             proc.kill()
             proc.wait()
             reader.join(timeout=5)
-            if side_reader:
-                side_reader.join(timeout=5)
+            for r in small_readers:
+                r.join(timeout=5)
     if proc.returncode != 0 and n == 0 and hw_in:  # hardware decoding did not start: once more in software
         hwaccel_failed(_tail_message(deque(errors[:1] or tail)))
         yield from _sequential(path, info, fps, w, h, duration, threads, warnings, hw=False, side=side)

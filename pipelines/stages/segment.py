@@ -20,12 +20,14 @@ the cut is dropped. Gradual transitions (cross-fades) are therefore not scene bo
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 FINE_WIDTH = 128  # width of the every-frame side stream the cut windows are refined on
+KEEP_FPS = 1.0  # the decode gives the segmenter candidate middle frames (``keep``) at least this often
 
 # name -> (PySceneDetect class, the keyword its threshold goes to)
 _DETECTOR_CLASSES = {
@@ -131,10 +133,12 @@ class _MiddleFrame:
         self.seen += 1
 
     def middle(self, start: float, end: float) -> tuple[float, np.ndarray | None]:
-        if not self.items:
-            return (start + end) / 2, None
+        """The kept frame nearest the middle of ``[start, end)`` among those inside it (None: none is)."""
         mid = (start + end) / 2
-        t, f = min(self.items, key=lambda it: abs(it[0] - mid))
+        inside = [it for it in self.items if start <= it[0] < end]
+        if not inside:
+            return mid, None
+        t, f = min(inside, key=lambda it: abs(it[0] - mid))
         return t, f
 
 
@@ -150,7 +154,7 @@ class SceneSegmenter:
         self.params = params
         self.detector = make_detector(params)
         self.keep_width = keep_width
-        self.times: list[float] = []
+        self.times = array("d")  # every analysed sample's time (8 bytes each)
         self.cuts: list[float] = []
         self.scenes: list[Scene] = []
         self._mid = _MiddleFrame()
@@ -170,7 +174,9 @@ class SceneSegmenter:
         # and per cut window the frames its refinement reads (None: not all there; re-read from the file).
         self._fine: deque[tuple[float, np.ndarray]] = deque()
         self._fine_keep = params.hold + 2 * params.sharp_window + 2.0 / params.fps + 2.0  # seconds kept
-        self._window_frames: list[list[tuple[float, np.ndarray]] | None] = []
+        # per cut window, decided as soon as its fine frames are there (only the verdict is kept, not the
+        # frames: memory does not grow with the number of cuts): (decided, cut time or None: no cut)
+        self._decided: list[tuple[bool, float | None]] = []
         self.reread = 0  # cut windows read again from the file (no fine frames for them)
         self._waiting: list[int] = []  # windows whose frames are still to come
 
@@ -198,12 +204,28 @@ class SceneSegmenter:
         return self._cv2.resize(rgb, (width, max(2, int(round(h * width / w)))), interpolation=self._cv2.INTER_LINEAR)
 
     def feed(self, t: float, rgb: np.ndarray) -> None:
+        """A frame on the analysis grid, at any size: analysed (``analyse``) and kept as a candidate middle
+        frame (``keep``)."""
+        if self._shape is None:
+            self._shape = rgb.shape[:2]
+        self.analyse(t, self._small(rgb, self.params.width))
+        self.keep(t, rgb)
+
+    def keep(self, t: float, rgb: np.ndarray) -> None:
+        """A candidate for the open scene's middle frame (the caption's picture), stored ``keep_width`` wide.
+        ``vqa index`` gives the decode's sampled frames here (``KEEP_FPS`` or more) and the small frames
+        on the analysis grid to ``analyse``; every keep at ``t`` comes before the analysed samples after ``t``."""
+        self._mid.add(t, self._small(rgb, self.keep_width))
+
+    def analyse(self, t: float, small: np.ndarray) -> None:
+        """A frame on the analysis grid, ``params.width`` wide (wider ones are resized)."""
         i = len(self.times)
         if i == 0:
             self._scene_start = t
-            self._shape = rgb.shape[:2]
         self.times.append(t)
-        small = self._small(rgb, self.params.width)
+        small = self._small(small, self.params.width)
+        if self._shape is None:
+            self._shape = small.shape[:2]
         bgr = self._cv2.cvtColor(small, self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         if self._hold:
@@ -220,7 +242,6 @@ class SceneSegmenter:
         else:
             for c in cuts:
                 self._close_at_frame(c.frame_num)
-        self._mid.add(t, self._small(rgb, self.keep_width))
 
     def _settle(self, i: int, final: bool) -> None:
         """Decide the reported cuts whose hold has passed (all of them when ``final``)."""
@@ -272,16 +293,30 @@ class SceneSegmenter:
             first = max((i for i, (t, _) in enumerate(frames) if t <= lo + 1e-6), default=None)
             if first is None and lo > 1e-6:  # the frame shown at ``lo`` is gone (or never came): re-read
                 continue
-            self._window_frames[w] = frames[first or 0:]
+            self._decided[w] = (True, self._judge(a, b, b, frames[first or 0:]))
 
     def _close_at_frame(self, k: int) -> None:
         k = min(k, len(self.times) - 1)
         if self._close_at(self.times[k]):
             self.windows.append((self.times[max(k - 1, 0)], self.times[k]))
-            self._window_frames.append(None)
+            self._decided.append((False, None))
             if self._fine:
                 self._waiting.append(len(self.windows) - 1)
                 self._take_windows(self._fine[-1][0])
+
+    def _judge(self, a: float, b: float, cut: float, frames: list[tuple[float, np.ndarray]]) -> float | None:
+        """Where in ``(a, b]`` the cut found at ``cut`` is, from every frame of its window (``frames``): the
+        frame after the largest change there, when that change is sharp; None when it is not (no cut);
+        ``cut`` itself when no frame of the window falls inside."""
+        inside = [i for i in range(1, len(frames)) if a < frames[i][0] <= b]
+        if not inside:
+            return cut
+        hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV) for _, f in frames]
+        change = [0.0] + [mean_abs_diff(y, x) for x, y in zip(hsv, hsv[1:])]
+        peak = max(inside, key=lambda i: change[i])
+        rest = [c for i, c in enumerate(change) if i > 0 and i != peak]
+        usual = float(np.median(rest)) if rest else 0.0
+        return frames[peak][0] if change[peak] >= self.params.sharpness * max(usual, 0.1) else None
 
     def _close_at(self, cut_t: float) -> bool:
         if cut_t <= self._scene_start:
@@ -314,7 +349,30 @@ class SceneSegmenter:
         self._take_windows(None)
         if self.source and self.params.refine and self.windows:
             self._refine()
+        if self.source:
+            self._fill_middles()
         return self.scenes
+
+    def _fill_middles(self) -> None:
+        """A scene no kept frame fell in (shorter than the keep rate's step) gets the frame at its middle
+        read from the file (all such scenes in one batched read)."""
+        from pipelines.errors import MediaError
+        from pipelines.stages.media import decode_ranges
+
+        missing = [i for i, s in enumerate(self.scenes) if s.rep_jpeg is None and s.end > s.start]
+        if not missing:
+            return
+        step = 1.0 / self.params.fps
+        mids = [(self.scenes[i].start + self.scenes[i].end) / 2 for i in missing]
+        try:
+            got = decode_ranges(self.source, [(m, m + step) for m in mids], fps=self.params.fps,
+                                width=self.keep_width)
+        except MediaError:
+            return
+        for i, frames in zip(missing, got):
+            if frames:
+                s, (t, f) = self.scenes[i], frames[0]
+                self.scenes[i] = Scene(s.start, s.end, t, to_jpeg(f))
 
     def _refine(self) -> None:
         """Check each cut at the source's frame rate and move it onto the first frame of the new shot
@@ -326,23 +384,14 @@ class SceneSegmenter:
         h = max(2, int(round(h0 * w / w0 / 2)) * 2)
         margin = self.params.sharp_window
         cuts: list[float | None] = []
-        for (a, b), cut, fine in zip(self.windows, self.cuts, self._window_frames):
-            if b <= a:
-                frames = []
-            elif fine is not None:  # from the decode itself
-                frames = fine
-            else:
-                frames = frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h)
+        for (a, b), cut, (decided, verdict) in zip(self.windows, self.cuts, self._decided):
+            if decided:  # from the decode itself
+                cuts.append(verdict)
+                continue
+            frames = [] if b <= a else frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h)
+            if b > a:
                 self.reread += 1
-            inside = [i for i in range(1, len(frames)) if a < frames[i][0] <= b]
-            if inside:
-                hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV) for _, f in frames]
-                change = [0.0] + [mean_abs_diff(y, x) for x, y in zip(hsv, hsv[1:])]
-                peak = max(inside, key=lambda i: change[i])
-                rest = [c for i, c in enumerate(change) if i > 0 and i != peak]
-                usual = float(np.median(rest)) if rest else 0.0
-                cut = frames[peak][0] if change[peak] >= self.params.sharpness * max(usual, 0.1) else None
-            cuts.append(cut)
+            cuts.append(self._judge(a, b, cut, frames))
         scenes = [self.scenes[0]]
         for s, cut in zip(self.scenes[1:], cuts):
             prev = scenes[-1]
