@@ -27,14 +27,14 @@ PEAK_MARGIN = 0.3  # lead of the best peak over the runner-up, as a share of its
 CONTEXT_SPACING = 0.25  # seconds between the keyframes around a confident peak
 
 # spatial zoom: regions of the frames that matter (see search.regions)
-REGION_FRAMES = 24  # frames per question whose regions are scored
+REGION_FRAMES = 8  # frames per question whose regions are scored before the zoom (more lifts more distractors)
 REGION_GRID = (2,)  # grids scored per frame: g overlapping square windows across the short side
 REGION_OVERLAP = 0.5  # share of a cell that overlaps its neighbour
 REGION_PROPOSALS = 3  # windows per frame around what stands out from its background (regions.content_boxes)
 REGION_PENALTY = 0.0  # fused z a window's score gives up against whole frames
 REGION_CALIBRATE = False  # windows brought to their frames' scale (median shift) before they compete
 REGION_SHOTS = 1.0  # share of REGION_FRAMES given to the best frame of each shot (the rest: best frames)
-REGION_ZOOM = 2  # best new frames of each zoom range whose windows are scored
+REGION_ZOOM = 1  # best new frames of each zoom range whose windows are scored
 SHOT_HEADS = True  # zoom round 1 also decodes each shot's head before its first index frame (hidden short shots)
 REGION_NORM = "windows"  # windows z-scored with the index frames' statistics ("frames") or their own ("windows")
 
