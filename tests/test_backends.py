@@ -310,3 +310,19 @@ def test_a_symlink_loop_is_told_as_such(cli, tmp_path):
     b.symlink_to(a)
     res = cli("index", str(a))
     assert res.exit_code == 1 and "symbolic link loop" in res.stderr
+
+
+def test_models_make_openmp_threads_sleep_unless_the_user_chose(tmp_path):
+    """Set before torch loads (Models come first): OpenMP's spinning threads next to a busy decode made
+    a search's CLIP batches 13x slower; a user's own OMP_WAIT_POLICY is kept."""
+    import subprocess
+    import sys
+
+    code = ("import os; from pipelines.backends.profiles import Models, get_profile; "
+            "Models(get_profile('tiny')); import torch; print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
