@@ -109,11 +109,6 @@ class Indexer:
         self.progress = progress
         self._current: tuple[str, float] | None = None  # (file name, duration) of the video being indexed
         self.cancel = cancel  # set by the batch on Ctrl-C: stop at the next frame or stage
-        # OpenMP threads that wait by sleeping, not spinning (read when torch first loads): the CPU models run
-        # beside ffmpeg's decode, and spinning threads that lose their core to it (or to any other process)
-        # made a tiny CLIP's batch 6x and a tiny captioner's 25x slower on 2 busy cores (0.70 s vs 0.11 s;
-        # 2.1 s vs 0.08 s), with no loss when the cores are free
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():

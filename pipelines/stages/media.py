@@ -240,9 +240,11 @@ def decode(
     ffmpeg runs in its own process group, so a Ctrl-C in the terminal reaches only us, never cuts the
     stream short behind our back.
     With ``side`` (a sequential decode only), the same decode also gives every frame of the video, at the
-    source's own rate and scaled small, to ``side.feed(t, frame)`` (called on this thread, before each
-    sampled frame is yielded, with the side frames up to about its time): one ffmpeg graph split in two
-    (``split``), so what needs every frame (where exactly a shot changes) costs no second decode.
+    source's own rate and scaled small, to ``side.feed(t, frame)``, and those small frames on the grid
+    ``k / side.fps`` to ``side.sampled(t, frame)`` (both called on this thread, in time order, before each
+    sampled frame is yielded: the grid frames before its time, the others up to ``SIDE_LEAD`` past it):
+    one ffmpeg graph split in two (``split``), so what needs every frame (where exactly a shot changes) or
+    many small ones (the scene analysis) costs no second decode and no large frames.
     """
     info = info or probe(path)
     w, h = even_size(info, width)

@@ -1,8 +1,11 @@
 """Scene segmentation with PySceneDetect detectors, fed from our own single decode pass.
 
-Frames arrive on a constant sampling grid (``fps``), already decoded; each detector sees them as BGR
-images about 256 px wide through ``process_frame`` and reports cuts, and ``post_process`` closes the
-last scene. A representative frame per scene (its middle) is kept in bounded memory for captioning.
+Frames arrive on a constant sampling grid (``fps``), already decoded and small (``analyse``: in `vqa
+index` the side stream's grid, ``width`` 128 px, area-scaled from the source); each detector sees them as
+BGR images through ``process_frame`` and reports cuts, and ``post_process`` closes the last scene. A
+representative frame per scene (the kept frame nearest its middle, from ``keep``: the decode's sampled
+frames, 1 fps or more) is kept in bounded memory for captioning; a scene no kept frame falls in gets its
+middle read from the file. ``feed`` does both with one frame.
 
 A cut the detector reports is held for ``hold`` seconds (1 s): if within that time the picture comes
 back to what it was before the cut (closer to it than half the cut's own change), it was a flash, a
@@ -11,7 +14,8 @@ cutaway shorter than ``hold`` is merged into the shot around it, the price of th
 
 A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
 frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
-read (random access) and the cut is put on the first frame after the largest change between
+taken from the decode's every-frame side stream (``fine``; read again from the file only when missing),
+judged as soon as they are all there (only the verdict is kept), and the cut is put on the first frame after the largest change between
 consecutive frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next
 sample. A hard cut is one sharp change: when that change is not ``sharpness`` (3) times the median
 change between the frames around it, the picture was moving (a handheld camera, a pan) or fading, and
