@@ -317,18 +317,9 @@ def smollm2_folder(root: Path | str | None = None) -> Path:
         f"{target} (about 540 MB)")
     convert_gguf(gguf_path, tmp)
     (tmp / "vqa-source.json").write_text(json.dumps({"gguf": source, "file": gguf_path.name}))
-    if current():  # another process converted it meanwhile: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        return target
-    if target.exists():  # stale (the package changed): move it aside, then publish the new one
-        old = target.with_name(f".{target.name}.old{os.getpid()}")
-        os.rename(target, old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another process published first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    from pipelines.backends.ct2 import publish
+
+    return publish(tmp, target, current)  # another process's, if it converted it meanwhile
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
