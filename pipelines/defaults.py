@@ -34,7 +34,7 @@ REGION_PROPOSALS = 3  # windows per frame around what stands out from its backgr
 REGION_PENALTY = 0.0  # fused z a window's score gives up against whole frames
 REGION_CALIBRATE = False  # windows brought to their frames' scale (median shift) before they compete
 REGION_SHOTS = 1.0  # share of REGION_FRAMES given to the best frame of each shot (the rest: best frames)
-REGION_ZOOM = 1  # best new frames of each zoom range whose windows are scored
+REGION_ZOOM = 1  # best new frames of each shot in each zoom range whose windows are scored
 SHOT_HEADS = True  # zoom round 1 also decodes each shot's head before its first index frame (hidden short shots)
 REGION_NORM = "windows"  # windows z-scored with the index frames' statistics ("frames") or their own ("windows")
 

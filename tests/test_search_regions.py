@@ -250,3 +250,29 @@ def test_a_proposal_finds_the_target_a_grid_window_shares_with_a_distractor(clip
     assert x0 <= 132 and x1 >= 168 and not (x0 <= 200 <= x1)  # around the target, not the decoy's centre
     new, where, _ = region_lift(np.array([1.0, 2.0]), np.array([-1.0, -1.0]), sims, boxes, lambda s: s[0])
     assert where[0] == pytest.approx(boxes[0, best]) and new[0] > new[1]
+
+
+def test_a_zoom_range_over_two_shots_scores_windows_of_each_shots_best_new_frame():
+    """A range that probes a short shot also covers the start of the next one: the short shot's frame
+    (where a needle shorter than the index interval hides) gets its windows even when a frame of the
+    other shot scores higher as a whole."""
+    times = np.arange(0.0, 20.0)
+    scores = np.zeros((1, len(times)))
+    asked: list[list[float]] = []
+
+    def densify(ranges, fps):
+        t = np.asarray([x for a, b in ranges for x in np.arange(np.ceil(a * fps), np.floor(b * fps) + 1) / fps
+                        if x not in times])
+        return t, np.where(t >= 10.5, 1.0, 0.5)[None, :]  # the next shot's frames score higher whole
+
+    def regions(ts):
+        asked.append([float(x) for x in ts])
+        return np.zeros((1, len(ts), 1)), np.asarray([[0.0, 0.0, 1.0, 1.0]])
+
+    shots = [(0.0, 10.1), (10.1, 10.5), (10.5, 20.0)]  # the middle shot holds no index frame
+    params = SearchParams(k=4, zoom_rounds=1, region_frames=1, region_zoom=1, min_peak=-10.0)
+    keyframe_search(times, scores, weights=[1.0], densify=densify, params=params, scenes=shots,
+                    regions=regions)
+    zoomed = [t for batch in asked[1:] for t in batch]
+    assert 10.25 in zoomed  # the short shot's only new frame
+    assert any(t >= 10.5 for t in zoomed)  # and the next shot's best

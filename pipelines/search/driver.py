@@ -130,7 +130,7 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     ``regions``: the spatial zoom. Before the first zoom round the windows of the best frame of each of
     the best shots (``params.region_shots`` of the budget) and of the best frames
     (``params.region_frames`` in all) are scored, and after each round those of the
-    ``params.region_zoom`` best new frames of each range; a frame whose best window beats it takes that
+    ``params.region_zoom`` best new frames of each shot in each range; a frame whose best window beats it takes that
     window's score and remembers the window (``Keyframe.region``, and the trace). With
     ``region_norm="windows"`` the windows are z-scored with their own statistics (those of the first
     windows scored), not the whole frames': crops of a frame score higher than the frame in general, so
@@ -243,10 +243,13 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
         if regions is not None and params.region_frames > 0:
             n_old = len(all_t) - int(fresh.sum())
             best_new: list[int] = []
-            for a, b in ranges:  # the best new frames of each range
-                j = np.flatnonzero((all_t[n_old:] >= a) & (all_t[n_old:] <= b))
-                best_new += [n_old + int(x) for x in j[np.argsort(-all_s[n_old + j], kind="stable")]
-                             [:params.region_zoom] if n_old + int(x) not in best_new]
+            for a, b in ranges:  # the best new frames of each shot in each range (a short shot, where a
+                j = np.flatnonzero((all_t[n_old:] >= a) & (all_t[n_old:] <= b))  # needle hides, gets its own)
+                j = j[np.argsort(-all_s[n_old + j], kind="stable")]
+                shot = scene_ids(all_t[n_old + j], scenes) if len(scenes) else np.zeros(len(j), dtype=np.int64)
+                for sid in dict.fromkeys(shot.tolist()):
+                    best_new += [n_old + int(x) for x in j[shot == sid][:params.region_zoom]
+                                 if n_old + int(x) not in best_new]
             info = lift(best_new)
             if info:
                 trace[-1]["regions"] = info
