@@ -374,14 +374,9 @@ def smollm2_ct2_folder(root: Path | str | None = None, quantization: str | None 
 def textlm_runtime() -> str:
     """``ct2`` (the default for the packaged model) or ``transformers`` (``VQA_TEXTLM_RUNTIME``); transformers
     where ctranslate2 or jinja2 is not installed."""
-    import importlib.util
+    from pipelines.backends.ct2 import runtime
 
-    found = importlib.util.find_spec("ctranslate2") and importlib.util.find_spec("jinja2")
-    default = "ct2" if found else "transformers"
-    runtime = os.environ.get("VQA_TEXTLM_RUNTIME", default).strip().lower() or default
-    if runtime not in ("ct2", "transformers"):
-        raise ModelError(f"VQA_TEXTLM_RUNTIME={runtime!r}: use ct2 or transformers")
-    return runtime
+    return runtime("VQA_TEXTLM_RUNTIME", "jinja2")
 
 
 def load_smollm2_packaged(*, device: str | None = None, dtype: str | None = None) -> TextLMAnswerer:

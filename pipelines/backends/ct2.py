@@ -90,11 +90,24 @@ def convert(source: Path, out_dir: Path, quantization: str) -> None:
     except (ValueError, NotImplementedError, OSError) as e:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise ModelError(f"cannot convert {source} for ctranslate2: {str(e).strip().splitlines()[0]}") from e
-    config = _read_json(out_dir / "config.json")
+    config = read_json(out_dir / "config.json")
     if any(v is None for v in config.values()):  # a tokenizer without a BOS token: ctranslate2 wants a string
         (out_dir / "config.json").write_text(json.dumps({k: "" if v is None else v for k, v in config.items()},
                                                         indent=2))
     CONVERSIONS += 1
+
+
+def runtime(variable: str, *needs: str) -> str:
+    """``ct2`` or ``transformers`` for a packaged model: what ``variable`` says, else ct2 where ctranslate2
+    and ``needs`` (other modules it takes) are installed."""
+    import importlib.util
+
+    found = all(importlib.util.find_spec(m) for m in ("ctranslate2", *needs))
+    default = "ct2" if found else "transformers"
+    choice = os.environ.get(variable, default).strip().lower() or default
+    if choice not in ("ct2", "transformers"):
+        raise ModelError(f"{variable}={choice!r}: use ct2 or transformers")
+    return choice
 
 
 def ct2_device(device: str | None) -> str:
@@ -108,7 +121,7 @@ def ct2_device(device: str | None) -> str:
 
 # --- tokenizer and chat template, as transformers has them ---------------------------------------------
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -129,8 +142,8 @@ class Tokenizer:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         folder = Path(folder)
         self.tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        config = _read_json(folder / "tokenizer_config.json")
-        specials = {**_read_json(folder / "special_tokens_map.json"), **config}
+        config = read_json(folder / "tokenizer_config.json")
+        specials = {**read_json(folder / "special_tokens_map.json"), **config}
         self.special = {k: _token_text(specials.get(k)) for k in
                         ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")}
         template = folder / "chat_template.jinja"
@@ -184,7 +197,7 @@ class CausalLM:
         self.tokenizer = Tokenizer(folder)
         with open(folder / "vocabulary.json") as f:
             self.vocab: list[str] = json.load(f)
-        gen = _read_json(folder / "generation_config.json") or _read_json(folder / "config.json")
+        gen = read_json(folder / "generation_config.json") or read_json(folder / "config.json")
         eos = gen.get("eos_token_id", self.tokenizer.eos_token_id)
         self.eos_ids = {int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
 

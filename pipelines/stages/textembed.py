@@ -103,13 +103,13 @@ class _Ct2MeanPooled:
     def __init__(self, folder: str, device: str | None, pooling: str, max_seq_length: int | None, lower: bool):
         from pathlib import Path
 
-        from pipelines.backends.ct2 import Encoder, _read_json
+        from pipelines.backends.ct2 import Encoder, read_json
 
-        model_max = _read_json(Path(folder) / "tokenizer_config.json").get("model_max_length") or 512
+        model_max = read_json(Path(folder) / "tokenizer_config.json").get("model_max_length") or 512
         self.max_len = int(max_seq_length or min(model_max, 512))
         self.encoder = Encoder(folder, device=device, compute_type=CT2_COMPUTE, max_length=self.max_len)
         self.device, self.pooling, self.lower = self.encoder.device, pooling, lower
-        self.dim = int(_read_json(Path(folder) / "config.json").get("hidden_size") or 0) or None
+        self.dim = int(read_json(Path(folder) / "config.json").get("hidden_size") or 0) or None
 
     def get_sentence_embedding_dimension(self) -> int:
         if self.dim is None:
@@ -125,13 +125,9 @@ class _Ct2MeanPooled:
 def textembed_runtime() -> str:
     """``ct2`` (the default for packaged models) or ``transformers`` (``VQA_TEXTEMBED_RUNTIME``); transformers
     where ctranslate2 is not installed."""
-    import importlib.util
+    from pipelines.backends.ct2 import runtime
 
-    default = "ct2" if importlib.util.find_spec("ctranslate2") else "transformers"
-    runtime = os.environ.get("VQA_TEXTEMBED_RUNTIME", default).strip().lower() or default
-    if runtime not in ("ct2", "transformers"):
-        raise ModelError(f"VQA_TEXTEMBED_RUNTIME={runtime!r}: use ct2 or transformers")
-    return runtime
+    return runtime("VQA_TEXTEMBED_RUNTIME")
 
 
 def packaged_ct2_folder(spec: str, source: str) -> str:
