@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import subprocess
 import threading
 from collections import deque
@@ -36,7 +35,8 @@ from pipelines.stages.mediainfo import (  # noqa: F401 - re-exported: media's na
     open_container,
     probe,
 )
-from pipelines.stages.seek import is_problem
+from pipelines.stages.seek import _FRAME as _PTS  # ffmpeg's showinfo and log lines, read alike
+from pipelines.stages.seek import _LOG_PREFIX, _TB, is_problem
 
 
 def passthrough() -> list[str]:
@@ -46,8 +46,6 @@ def passthrough() -> list[str]:
     return ["-vsync", "passthrough"] if rel is not None and rel < (5, 1) else ["-fps_mode", "passthrough"]
 
 
-_PTS = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+)")
-_TB = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
 RANGE_CHUNK = 64  # grid times per random-access read
 
 
@@ -319,9 +317,6 @@ def _tail_message(tail: deque[bytes]) -> str:
     lines = [_LOG_PREFIX.sub("", ln.decode("utf-8", "replace")).strip() for ln in tail]
     lines = [ln for ln in lines if ln and not ln.startswith(("Input #", "Output #", "Stream ", "Duration"))]
     return lines[-1].rstrip(".") if lines else "unknown error"
-
-
-_LOG_PREFIX = re.compile(r"^(\s*\[[^\]]*\]\s*)+")
 
 
 def read_frame_at(path: str, t: float, *, width: int, info: VideoInfo | None = None,
