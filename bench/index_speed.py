@@ -58,25 +58,29 @@ def main() -> None:
 
 
 def cut_accuracy() -> None:
-    """Precision, recall, |offset| of the default detector's cuts: re-read windows against side-stream ones."""
+    """Precision, recall, |offset| of the default detector's cuts: re-read windows against side-stream ones,
+    on the generated cases at their own size (320x180, below ``SIDE_PICK`` times the side width: area-scaled)
+    and at 1280x720 (the side stream picks pixels before averaging: ``media.small_scale``)."""
     from scene_detectors import decoded, generated, probe, score, segment
 
     from pipelines.stages.segment import SceneParams
 
-    for mode in ("reread", "decode"):
-        tp = fp = fn = one = reread = 0
-        offsets: list[float] = []
-        for path, cuts, fade in generated().values():
-            info = probe(str(path))
-            found, _, again = segment(path, decoded(path, info), info.duration, SceneParams(), mode)
-            a, b, c, offs, o = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
-            tp, fp, fn, one, reread = tp + a, fp + b, fn + c, one + o, reread + again
-            offsets += offs
-        mean = 1000 * sum(abs(x) for x in offsets) / max(len(offsets), 1)
-        print(f"scene cuts, windows {'read again' if mode == 'reread' else 'from the decode'}: precision "
-              f"{tp / max(tp + fp, 1):.2f}, recall {tp / max(tp + fn, 1):.2f}, within one frame {one}/{tp}, "
-              f"|offset| mean {mean:.0f} ms; windows read again {reread}")
-
+    for size in (None, "1280x720"):
+        cases = generated(size)
+        for mode in ("reread", "decode"):
+            tp = fp = fn = one = reread = 0
+            offsets: list[float] = []
+            for path, cuts, fade in cases.values():
+                info = probe(str(path))
+                found, _, again = segment(path, decoded(path, info), info.duration, SceneParams(), mode)
+                a, b, c, offs, o = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
+                tp, fp, fn, one, reread = tp + a, fp + b, fn + c, one + o, reread + again
+                offsets += offs
+            mean = 1000 * sum(abs(x) for x in offsets) / max(len(offsets), 1)
+            print(f"scene cuts{' at ' + size if size else ''}, windows "
+                  f"{'read again' if mode == 'reread' else 'from the decode'}: precision "
+                  f"{tp / max(tp + fp, 1):.2f}, recall {tp / max(tp + fn, 1):.2f}, within one frame {one}/{tp}, "
+                  f"|offset| mean {mean:.0f} ms; windows read again {reread}")
 
 if __name__ == "__main__":
     main()

@@ -49,21 +49,25 @@ SLIDES = [("Welcome to the course\n- what we will cover", 3.04), ("Second topic\
 REAL = {"Megamind.avi": [4.129, 6.465, 8.383], "cockatoo.mp4": []}
 
 
-def fade_video(path: Path) -> tuple[float, float]:
+def fade_video(path: Path, size: str = "320x180") -> tuple[float, float]:
     subprocess.run([ffmpeg_binary(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=320x180:rate=25:duration=5", "-f", "lavfi", "-i",
-                    "smptebars=size=320x180:rate=25:duration=5", "-filter_complex",
+                    f"testsrc2=size={size}:rate=25:duration=5", "-f", "lavfi", "-i",
+                    f"smptebars=size={size}:rate=25:duration=5", "-filter_complex",
                     "[0:v][1:v]xfade=transition=fade:duration=1.5:offset=3.5,format=yuv420p[v]", "-map", "[v]",
                     "-c:v", "libx264", "-preset", "ultrafast", str(path)], check=True)
     return 3.5, 5.0
 
 
-def generated() -> dict[str, tuple[Path, list[float], tuple[float, float] | None]]:
+def generated(size: str | None = None) -> dict[str, tuple[Path, list[float], tuple[float, float] | None]]:
+    """The generated cases, at their own small sizes, or all at ``size`` (``"1280x720"``: what the side
+    stream's small frames are made from on HD sources)."""
     cases: dict[str, tuple[Path, list[float], tuple[float, float] | None]] = {}
+    tag = f"_{size}" if size else ""
+    kw_size = {"size": size} if size else {}
 
     def scenes(name: str, durations: list[float], **kw) -> None:
-        path = OUT / f"cuts_{name}.mp4"
-        cases[name] = (path, make_scenes_video(path, durations, audio=False, labels=False, **kw), None)
+        path = OUT / f"cuts_{name}{tag}.mp4"
+        cases[name] = (path, make_scenes_video(path, durations, audio=False, labels=False, **kw_size, **kw), None)
 
     scenes("distinct 25fps", [3.04, 2.44, 4.0, 1.64, 3.2, 2.12, 2.8, 3.56])
     scenes("distinct 30fps", [2.5, 1.9333333, 3.1, 2.3666667, 2.0], rate=30)
@@ -73,12 +77,12 @@ def generated() -> dict[str, tuple[Path, list[float], tuple[float, float] | None
     for name, src in (("motion", "testsrc2"), ("zooming fractal", "mandelbrot"), ("game of life", "life")):
         scenes(name, [8.0], sources=[src])
     for event in ("flash", "occlusion"):
-        path = OUT / f"cuts_{event}.mp4"
-        cases[event] = (make_one_shot_video(path, event), [], None)
-    slides = OUT / "cuts_slides.mp4"
-    cases["slides"] = (slides, make_slides_video(slides, SLIDES), None)
-    fade = OUT / "cuts_crossfade.mp4"
-    cases["cross-fade"] = (fade, [], fade_video(fade))
+        path = OUT / f"cuts_{event}{tag}.mp4"
+        cases[event] = (make_one_shot_video(path, event, **kw_size), [], None)
+    slides = OUT / f"cuts_slides{tag}.mp4"
+    cases["slides"] = (slides, make_slides_video(slides, SLIDES, **kw_size), None)
+    fade = OUT / f"cuts_crossfade{tag}.mp4"
+    cases["cross-fade"] = (fade, [], fade_video(fade, size or "320x180"))
     return cases
 
 

@@ -56,6 +56,39 @@ def test_cuts_refined_from_the_decode_equal_those_read_again(tmp_path):
     assert np.allclose(found, cuts, atol=0.5 / 25)
 
 
+def test_hd_side_stream_picks_pixels_before_averaging_and_finds_the_same_cuts(tmp_path):
+    """From a source ``SIDE_PICK`` times wider than the small frames the side stream picks a grid of pixels
+    and averages those (averaging every pixel of every HD frame cost a third of the decode): the small
+    frames are near the full area average, not equal to it, and the cuts refined from them are the very cuts
+    that windows read again (area-averaged) give, on the first frame of each new shot."""
+    from pipelines.stages.media import SIDE_PICK, small_scale
+
+    path = str(tmp_path / "hd.mp4")
+    cuts = make_scenes_video(path, [2.04, 1.52, 2.6, 1.96], size="1280x720", rate=25, audio=False, labels=False,
+                             sources=["testsrc2", "cellauto", "mandelbrot", "smptebars"])
+    info = probe(path)
+    assert info.width >= SIDE_PICK * FINE_WIDTH and "neighbor" in small_scale(info, FINE_WIDTH, 72)
+    fine: list = []
+    list(decode(path, fps=1, width=320, info=info, side=SideStream(FINE_WIDTH, lambda t, f: fine.append((t, f)))))
+    h, w = fine[0][1].shape[:2]
+    area = frames_between(path, 0.5, 1.0, w=w, h=h)  # random access: every pixel averaged
+    side = [f for t, f in fine if area[0][0] - 1e-6 <= t <= area[-1][0] + 1e-6]
+    assert len(side) == len(area)
+    diff = [np.abs(a.astype(int) - b[1].astype(int)).mean() for a, b in zip(side, area)]
+    assert 0 < max(diff) < 12  # not the same pixels, the same picture
+
+    def run(with_side: bool) -> tuple[list[float], int]:
+        seg = SceneSegmenter(SceneParams(), source=path)
+        side = SideStream(FINE_WIDTH, seg.fine) if with_side else None
+        for t, f in decode(path, fps=SceneParams().fps, width=384, info=info, side=side):
+            seg.feed(t, f)
+        return [s.start for s in seg.finish(info.duration)[1:]], seg.reread
+
+    (found, reread), (again, reread_again) = run(True), run(False)
+    assert reread == 0 and reread_again == len(cuts) and found == again
+    assert np.allclose(found, cuts, atol=0.5 / 25)
+
+
 def test_grid_of_the_side_stream_is_a_decode_at_that_rate_only_small(tmp_path):
     """The scene analysis reads the side stream's grid (``SideStream.fps``/``sampled``): the very frames and
     times a decode at that rate and width gives, handed in time order with every frame, each grid frame
