@@ -21,6 +21,7 @@ ZOOM_RANGES = 4  # time ranges densified per round
 ZOOM_FPS = 4.0  # decoding rate inside a zoom range
 SEED = 0
 SEARCH_TOP = 5  # moments `vqa search` prints
+MOMENT_SPAN = 1.0  # seconds a visual moment reaches at most from its keyframe (search.peak_extent)
 
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
 PEAK_MARGIN = 0.3  # lead of the best peak over the runner-up, as a share of its height, for full confidence
@@ -35,6 +36,8 @@ REGION_PENALTY = 0.0  # fused z a window's score gives up against whole frames
 REGION_CALIBRATE = False  # windows brought to their frames' scale (median shift) before they compete
 REGION_SHOTS = 1.0  # share of REGION_FRAMES given to the best frame of each shot (the rest: best frames)
 REGION_ZOOM = 1  # best new frames of each shot in each zoom range whose windows are scored
+REGION_ZOOM_MAX = 0  # of those, at most this many per zoom round, best whole-frame scores first (0: all)
+HEAD_MIN = 0.25  # seconds of a shot's head before its first index frame for it to be probed (SHOT_HEADS)
 SHOT_HEADS = True  # zoom round 1 also decodes each shot's head before its first index frame (hidden short shots)
 REGION_NORM = "windows"  # windows z-scored with the index frames' statistics ("frames") or their own ("windows")
 

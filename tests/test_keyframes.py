@@ -481,18 +481,37 @@ def test_peak_extent_spans_the_hump_inside_its_shot():
     s = np.zeros(40)
     s[10:15] = [3.0, 3.6, 4.0, 3.4, 3.1]  # one hump, 10..14 s, within 1.0 of its top
     s[16:19] = 3.9  # a second hump after a dip at 15 s
-    assert peak_extent(t, s, 12.0) == (9.5, 14.5)
-    assert peak_extent(t, s, 12.0, tolerance=0.5) == (10.5, 12.5)
-    assert peak_extent(t, s, 17.0) == (15.5, 18.5)
+    assert peak_extent(t, s, 12.0, span=None) == (9.5, 14.5)
+    assert peak_extent(t, s, 12.0, tolerance=0.5, span=None) == (10.5, 12.5)
+    assert peak_extent(t, s, 17.0, span=None) == (15.5, 18.5)
+    assert peak_extent(t, s, 12.0, span=1.0) == (10.5, 13.5)  # at most a second each way
     # a cut at 12.5 s: the moment stays inside the keyframe's shot
     shots = [(0.0, 12.5), (12.5, 40.0)]
-    assert peak_extent(t, s, 12.0, scenes=shots) == (9.5, 12.5)
+    assert peak_extent(t, s, 12.0, scenes=shots, span=None) == (9.5, 12.5)
     assert peak_extent(t, s, 13.0, scenes=shots) == (12.5, 14.5)
     # clipped to the video; zoom frames (denser) are part of the curve like any other
-    assert peak_extent(t, np.full(40, 1.0), 0.0, bounds=(0.0, 39.2)) == (0.0, 39.2)
+    assert peak_extent(t, np.full(40, 1.0), 0.0, bounds=(0.0, 39.2), span=None) == (0.0, 39.2)
     tz = np.concatenate([t, [20.25, 20.5, 20.75]])
     sz = np.concatenate([np.zeros(40), [5.0, 5.2, 5.0]])
     assert peak_extent(tz, sz, 20.5, pad=0.125) == (20.125, 20.875)
+    # without a pad each end reaches halfway to the next frame scored: the zoom frames' own spacing
+    assert peak_extent(tz, sz, 20.5) == (20.125, 20.875)
+
+
+def test_a_moment_stays_within_its_span_of_the_keyframe():
+    """A keyframe in a long flat shot beside a needle (context, or coverage) stands for the second
+    around it, not for the whole flat shot: the middle of its moment stays near what it shows."""
+    zoom = np.setdiff1d(np.arange(19.0, 22.01, 0.25), np.arange(19.0, 23.0))
+    t = np.sort(np.concatenate([np.arange(0.0, 40.0), zoom]))
+    s = 0.2 + 0.05 * np.sin(3.0 * t)  # flat shots, a little noise
+    s[(t >= 20.25) & (t <= 20.75)] = [4.0, 5.0, 4.2]  # the needle: its own shot, 20.2-20.8 s
+    shots = [(0.0, 20.2), (20.2, 20.8), (20.8, 40.0)]
+    assert peak_extent(t, s, 20.5, scenes=shots) == (20.2, 20.8)
+    for t0 in (19.75, 21.0, 21.25):  # context frames of the needle, in the flat shots beside it
+        a, b = peak_extent(t, s, t0, scenes=shots, span=1.0)
+        assert t0 - 1.5 <= a <= t0 <= b <= t0 + 1.5 and abs((a + b) / 2 - t0) <= 0.75
+        a, b = peak_extent(t, s, t0, scenes=shots, span=None)  # the old rule: the whole flat shot
+        assert abs((a + b) / 2 - t0) > 5.0
 
 
 def test_search_result_keeps_the_scored_curve_in_time_order():

@@ -78,3 +78,21 @@ def test_search_focuses_after_the_zoom_finds_the_needle():
     hits_on = [k.t for k in on.keyframes if abs(k.t - 50.4) <= 1.0]
     assert len(hits_off) >= 1 and len(hits_on) >= 7 > len(hits_off)
     assert on.params.as_dict()["peak_margin"] == 0.3
+
+
+def test_a_hump_over_a_cut_shows_each_of_its_shots():
+    """A look-alike shot just before the needle tops the hump by a hair: the frames around the peak
+    still include the needle shot's best frame, not only the look-alike's neighbours."""
+    t = np.concatenate([np.arange(0.0, 48.0), np.arange(48.0, 53.01, 0.25), np.arange(54.0, 100.0)])
+    s = np.zeros(len(t))
+    look_alike = (t >= 47.7) & (t < 52.7)
+    s[look_alike] = 5.0 - 0.3 * np.abs(t[look_alike] - 51.75)  # tops at 51.75
+    needle = (t >= 52.7) & (t < 54.7)
+    s[needle] = 4.8  # 52.75, 53.0, 54.0
+    shots = [(0.0, 47.7), (47.7, 52.7), (52.7, 54.7), (54.7, 100.0)]
+    idx = select_keyframes(t, s, 4, min_gap=0.75, peak_margin=0.3, context_spacing=0.25, scenes=shots)
+    kt = t[idx]
+    assert 51.75 in kt and np.any((kt >= 52.7) & (kt < 54.7))
+    # without the shots, the nearest frames only (all in the look-alike shot)
+    plain = t[select_keyframes(t, s, 4, min_gap=0.75, peak_margin=0.3, context_spacing=0.25)]
+    assert not np.any((plain >= 52.7) & (plain < 54.7))

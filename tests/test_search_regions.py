@@ -276,3 +276,34 @@ def test_a_zoom_range_over_two_shots_scores_windows_of_each_shots_best_new_frame
     zoomed = [t for batch in asked[1:] for t in batch]
     assert 10.25 in zoomed  # the short shot's only new frame
     assert any(t >= 10.5 for t in zoomed)  # and the next shot's best
+
+
+def test_zoom_windows_within_a_budget_go_to_the_best_new_frames():
+    """With ``region_zoom_max`` the windows scored after a zoom round are those of the best new frames
+    (whole-frame score) among each range's per-shot best, at most that many; without it, every range's."""
+    times = np.arange(0.0, 60.0)
+    scores = np.zeros((1, len(times)))
+    for c, h in ((10, 0.9), (25, 0.8), (40, 0.7), (52, 0.6)):
+        scores[0, c] = h
+
+    def densify(ranges, fps):
+        t = np.asarray([x for a, b in ranges for x in np.arange(np.ceil(a * fps), np.floor(b * fps) + 1) / fps
+                        if x not in times])
+        return t, np.interp(t, times, scores[0])[None, :]
+
+    def run(cap):
+        asked: list[list[float]] = []
+
+        def regions(ts):
+            asked.append([float(x) for x in ts])
+            return np.zeros((1, len(ts), 1)), np.asarray([[0.0, 0.0, 1.0, 1.0]])
+
+        params = SearchParams(k=4, zoom_rounds=1, zoom_ranges=4, region_frames=1, region_zoom=1,
+                              region_zoom_max=cap, min_peak=-10.0)
+        keyframe_search(times, scores, weights=[1.0], densify=densify, params=params, regions=regions)
+        return asked[1]
+
+    every = run(0)
+    assert len(every) == 4 and {round(t) for t in every} == {10, 25, 40, 52}
+    two = run(2)
+    assert len(two) == 2 and {round(t) for t in two} == {10, 25}

@@ -20,7 +20,8 @@ frames come from the caller's ``densify``.
   with the index frames' statistics (a 1-D curve like cosines: spread floored at 0.01), so new frames
   are comparable.
 - ``peak_extent(times, scores, t0, *, tolerance, scenes, pad, bounds) -> (start, end)``: the moment a
-  keyframe stands for (its hump of the curve, inside its shot); ``SearchResult.curve_times`` /
+  keyframe stands for (its hump of the curve, inside its shot, at most ``MOMENT_SPAN`` s from it, halfway
+  to the next frames scored); ``SearchResult.curve_times`` /
   ``curve_scores`` hold every frame scored, for that.
 """
 
@@ -63,6 +64,8 @@ class SearchParams:
     region_calibrate: bool = defaults.REGION_CALIBRATE  # windows brought to their frames' scale first
     region_shots: float = defaults.REGION_SHOTS  # share of region_frames given to the best frame of each shot
     region_zoom: int = defaults.REGION_ZOOM  # new frames per zoom range whose windows are scored
+    region_zoom_max: int = defaults.REGION_ZOOM_MAX  # at most this many in a round, best first (0: no cap)
+    head_min: float = defaults.HEAD_MIN  # a shot's head before its first index frame probed when longer
     shot_heads: bool = defaults.SHOT_HEADS  # round 1 also probes the head of each shot before its first frame
     region_norm: str = defaults.REGION_NORM  # windows z-scored with the frames' statistics or their own
 
@@ -202,7 +205,8 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                              priors=priors if r == 1 else (), explored=explored, bounds=bounds)
         if r == 1 and len(scenes) and params.unseen_scenes > 0:
             ranges = merge_ranges(ranges + unseen_scene_ranges(t, all_s[:len(t)], scenes, params.unseen_scenes,
-                                                         min_len=1.0 / zoom_fps, heads=params.shot_heads))
+                                                         min_len=1.0 / zoom_fps, heads=params.shot_heads,
+                                                         head_min=params.head_min))
         if not ranges:
             break
         new_t, new_raw = densify(ranges, zoom_fps)
@@ -250,6 +254,8 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                 for sid in dict.fromkeys(shot.tolist()):
                     best_new += [n_old + int(x) for x in j[shot == sid][:params.region_zoom]
                                  if n_old + int(x) not in best_new]
+            if params.region_zoom_max > 0:  # the budget: the best of them by their whole-frame score
+                best_new = sorted(best_new, key=lambda x: -all_s[x])[:params.region_zoom_max]
             info = lift(best_new)
             if info:
                 trace[-1]["regions"] = info
@@ -269,11 +275,15 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
 
 def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: float = 1.0,
                 scenes: Sequence[tuple[float, float]] = (), pad: float | None = None,
-                bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+                bounds: tuple[float, float] | None = None,
+                span: float | None = defaults.MOMENT_SPAN) -> tuple[float, float]:
     """The moment around the frame at ``t0``: the run of neighbouring frames scoring at least its score
-    minus ``tolerance`` (the hump it tops, as ``_peaks`` sees it), not crossing a boundary of its scene,
-    widened by ``pad`` seconds each side (default: half the frames' median spacing) and clipped to the
-    scene and to ``bounds``."""
+    minus ``tolerance`` (the hump it tops, as ``_peaks`` sees it), at most ``span`` seconds from it
+    (None: no limit), not crossing a boundary of its scene; each end reaches halfway to the next frame
+    scored (zoom frames are denser than index frames), or ``pad`` seconds when given; clipped to the
+    scene and to ``bounds``. The span keeps a moment tight around its evidence: a keyframe in a long flat
+    shot (context beside a needle, coverage) stands for the second around it, not for the whole shot,
+    whose middle can be far from anything the keyframe shows."""
     t = np.asarray(times, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(t, kind="stable")
@@ -283,14 +293,24 @@ def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: 
     i = int(np.argmin(np.abs(t - t0)))
     groups = scene_ids(t, scenes) if len(scenes) else np.full(len(t), -1)
     floor = s[i] - tolerance
+    reach = span if span else np.inf
+
+    def joins(j: int) -> bool:
+        return bool(s[j] >= floor and groups[j] == groups[i] and abs(t[j] - t[i]) <= reach)
+
     lo = i
-    while lo > 0 and s[lo - 1] >= floor and groups[lo - 1] == groups[i]:
+    while lo > 0 and joins(lo - 1):
         lo -= 1
     hi = i
-    while hi + 1 < len(t) and s[hi + 1] >= floor and groups[hi + 1] == groups[i]:
+    while hi + 1 < len(t) and joins(hi + 1):
         hi += 1
-    half = sampling_interval(t) / 2.0 if pad is None else pad
-    start, end = t[lo] - half, t[hi] + half
+    if pad is None:  # halfway to the neighbouring frames (the run's own spacing at the video's ends)
+        gap = np.diff(t)
+        own = float(np.median(gap[lo:hi])) if hi > lo else (float(np.median(gap)) if len(gap) else 1.0)
+        start = t[lo] - (t[lo] - t[lo - 1] if lo > 0 else own) / 2.0
+        end = t[hi] + (t[hi + 1] - t[hi] if hi + 1 < len(t) else own) / 2.0
+    else:
+        start, end = t[lo] - pad, t[hi] + pad
     if groups[i] >= 0:
         a, b = sorted(scenes)[int(groups[i])]
         start, end = max(start, a), min(end, b)

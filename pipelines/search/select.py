@@ -160,7 +160,7 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
                                              margin=peak_margin, groups=groups, limit=k - 1)
         n_focus = min(int(math.floor(conf * (k - 1) + 0.5)), k - 1 - rivals)
         if best is not None and n_focus > 0:
-            focus = [best, *_context(t, best, n_focus, context_spacing)]
+            focus = [best, *_context(t, best, n_focus, context_spacing, s=s, groups=groups, tolerance=tolerance)]
             n_peaks = max(n_peaks - len(focus), 0)
     picks = focus + _peaks(t, s, n_peaks, tolerance=tolerance, min_gap=min_gap, min_score=min_peak,
                            groups=groups, taken=focus)
@@ -195,9 +195,25 @@ def peak_confidence(t: np.ndarray, s: np.ndarray, *, tolerance: float, min_gap: 
     return float(min(max(lead / max(margin, 1e-9), 0.0), 1.0)), top[0], rivals
 
 
-def _context(t: np.ndarray, i: int, m: int, spacing: float) -> list[int]:
-    """Up to ``m`` frames nearest in time to frame ``i`` (both sides), each ``spacing`` s from the others."""
+def _context(t: np.ndarray, i: int, m: int, spacing: float, *, s: np.ndarray | None = None,
+             groups: np.ndarray | None = None, tolerance: float = 1.0) -> list[int]:
+    """Up to ``m`` frames nearest in time to frame ``i`` (both sides), each ``spacing`` s from the others.
+    With scores ``s`` and shots ``groups``, first the best frame of each other shot within the context's
+    span that is on the same hump (no dip deeper than ``tolerance`` below it on the way to ``i``): when a
+    hump spans a cut (a look-alike next to the needle), each of its shots is shown, not only the one
+    that tops it by a hair."""
     chosen = [i]
+    if s is not None and groups is not None and groups[i] >= 0 and m > 0:
+        span = max((m / 2.0 + 1.0) * spacing, 1.0)  # and at least a second: what precision counts as near
+        near = np.flatnonzero((np.abs(t - t[i]) <= span) & (groups >= 0) & (groups != groups[i]))
+        best: dict[int, int] = {}
+        for j in near[np.argsort(-s[near], kind="stable")]:
+            a, b = sorted((int(j), i))
+            if int(groups[j]) not in best and s[a:b + 1].min() >= s[j] - tolerance:
+                best[int(groups[j])] = int(j)
+        for j in sorted(best.values(), key=lambda j: -s[j])[:m]:
+            if all(abs(t[j] - t[c]) >= spacing - 1e-9 for c in chosen):
+                chosen.append(j)
     for j in np.argsort(np.abs(t - t[i]), kind="stable"):
         if len(chosen) > m:
             break
