@@ -307,3 +307,23 @@ def test_zoom_windows_within_a_budget_go_to_the_best_new_frames():
     assert len(every) == 4 and {round(t) for t in every} == {10, 25, 40, 52}
     two = run(2)
     assert len(two) == 2 and {round(t) for t in two} == {10, 25}
+
+
+def test_a_window_repeated_for_a_frame_is_embedded_once(clip):
+    """frame_boxes pads a frame's proposals with copies of its first window: the copies score the same
+    and are not embedded again."""
+    sticker, frames = scenes()
+    q = clip.embed_images([sticker])
+    grid = region_boxes((2,), aspect=W / H)
+    per = np.stack([np.concatenate([grid, grid[:1], grid[:1]]) for _ in frames])  # (3, 12, 4): 2 copies each
+    embedded: list[int] = []
+
+    class Counting:
+        def embed_images(self, crops):
+            embedded.append(len(crops))
+            return clip.embed_images(crops)
+
+    sims = clip_region_scorer(Counting(), q, per)(frames)
+    assert sims.shape == (1, 3, 12) and embedded == [3 * 10]
+    assert np.allclose(sims[:, :, 10], sims[:, :, 0]) and np.allclose(sims[:, :, 11], sims[:, :, 0])
+    assert np.allclose(sims[:, :, :10], clip_region_scorer(clip, q, grid)(frames), atol=1e-5)

@@ -109,7 +109,8 @@ def crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
 
 def clip_region_scorer(clip, qvecs: np.ndarray, boxes: np.ndarray) -> RegionScorer:
     """``scorer(frames) -> (Q, M, R)`` sims of every window of every frame with each sub-query vector
-    (``qvecs`` (Q, D), normalised), through ``clip.embed_images`` in one batch. ``boxes``: the same
+    (``qvecs`` (Q, D), normalised), through ``clip.embed_images`` in one batch (a frame's repeated
+    window once). ``boxes``: the same
     (R, 4) windows for every frame, or (M, R, 4), each frame's own."""
     q = np.asarray(qvecs, dtype=np.float32)
 
@@ -119,9 +120,14 @@ def clip_region_scorer(clip, qvecs: np.ndarray, boxes: np.ndarray) -> RegionScor
         r = per.shape[1] if per.ndim == 3 else 0
         if not frames or not r:
             return np.zeros((q.shape[0], len(frames), r), dtype=np.float32)
-        crops = [np.ascontiguousarray(crop(f, b)) for f, bs in zip(frames, per) for b in bs]
+        # a window listed twice for a frame (the padding of frame_boxes) is embedded once
+        crops, where = [], np.zeros((len(frames), r), dtype=np.int64)
+        for m, (f, bs) in enumerate(zip(frames, per)):
+            uniq, inverse = np.unique(np.asarray(bs), axis=0, return_inverse=True)
+            where[m] = len(crops) + inverse.reshape(-1)
+            crops += [np.ascontiguousarray(crop(f, b)) for b in uniq]
         emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
-        return (emb @ q.T).T.reshape(q.shape[0], len(frames), r)
+        return (emb[where.reshape(-1)] @ q.T).T.reshape(q.shape[0], len(frames), r)
 
     return scorer
 
