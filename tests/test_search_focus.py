@@ -96,3 +96,13 @@ def test_a_hump_over_a_cut_shows_each_of_its_shots():
     # without the shots, the nearest frames only (all in the look-alike shot)
     plain = t[select_keyframes(t, s, 4, min_gap=0.75, peak_margin=0.3, context_spacing=0.25)]
     assert not np.any((plain >= 52.7) & (plain < 54.7))
+
+
+def test_a_rival_within_the_band_keeps_its_frame_whatever_the_margin():
+    """The band of rival peaks that keep a keyframe is its own setting: a lower margin (more frames
+    around the best peak) need not drop a runner-up that may still be the answer."""
+    s = curve((40.0, 6.0), (70.0, 3.3))  # the runner-up 45% of the height below the best
+    narrow = T[select_keyframes(T, s, 8, min_gap=0.75, peak_margin=0.2, context_spacing=0.5)]
+    wide = T[select_keyframes(T, s, 8, min_gap=0.75, peak_margin=0.2, rival_band=0.6, context_spacing=0.5)]
+    assert 70.0 not in narrow and np.sum(np.abs(narrow - 40.0) <= 2.0) == 8  # band 2 x 0.2: no rival
+    assert 70.0 in wide and np.sum(np.abs(wide - 40.0) <= 2.0) == 7

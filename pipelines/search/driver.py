@@ -58,6 +58,7 @@ class SearchParams:
     any_weight: float = 0.5
     any_temperature: float = 0.5
     peak_margin: float | None = defaults.PEAK_MARGIN  # confident peak: keyframes gather around it (None: off)
+    rival_band: float | None = defaults.RIVAL_BAND  # a peak this close (share of the height) keeps a frame
     context_spacing: float = defaults.CONTEXT_SPACING  # seconds between the keyframes around it
     region_frames: int = defaults.REGION_FRAMES  # frames whose windows are scored (needs a region scorer)
     region_penalty: float = defaults.REGION_PENALTY  # fused z a window's score gives up against whole frames
@@ -265,7 +266,7 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     idx = select_keyframes(all_t, all_s, params.k, min_gap=min_gap, seed=params.seed, scenes=scenes,
                            tolerance=params.tolerance, min_peak=params.min_peak,
                            temperature=params.temperature, concentration=params.concentration,
-                           jitter=params.jitter, peak_margin=params.peak_margin,
+                           jitter=params.jitter, peak_margin=params.peak_margin, rival_band=params.rival_band,
                            context_spacing=params.context_spacing)
     kfs = [Keyframe(float(all_t[i]), float(all_s[i]), int(rounds[i]),
                     None if np.isnan(where[i, 0]) else tuple(float(x) for x in where[i])) for i in idx]

@@ -125,6 +125,7 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
                      tolerance: float = 1.0, min_peak: float = 0.5, temperature: float = 1.0,
                      concentration: float = 0.5, jitter: float = 0.5, max_peaks: int | None = None,
                      scenes: Sequence[tuple[float, float]] = (), peak_margin: float | None = None,
+                     rival_band: float | None = None,
                      context_spacing: float = 0.5) -> np.ndarray:
     """Indices (into ``times``) of up to ``k`` keyframes, in time order.
 
@@ -157,7 +158,7 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
     focus: list[int] = []
     if peak_margin:
         conf, best, rivals = peak_confidence(t, s, tolerance=tolerance, min_gap=min_gap, min_peak=min_peak,
-                                             margin=peak_margin, groups=groups, limit=k - 1)
+                                             margin=peak_margin, groups=groups, limit=k - 1, band=rival_band)
         n_focus = min(int(math.floor(conf * (k - 1) + 0.5)), k - 1 - rivals)
         if best is not None and n_focus > 0:
             focus = [best, *_context(t, best, n_focus, context_spacing, s=s, groups=groups, tolerance=tolerance)]
@@ -177,7 +178,8 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
 
 
 def peak_confidence(t: np.ndarray, s: np.ndarray, *, tolerance: float, min_gap: float, min_peak: float,
-                    margin: float, groups: np.ndarray | None = None, limit: int = 8) -> tuple[float, int | None, int]:
+                    margin: float, groups: np.ndarray | None = None, limit: int = 8,
+                    band: float | None = None) -> tuple[float, int | None, int]:
     """How sure the curve is of its best moment: (confidence in [0, 1], index of the best peak, rivals).
 
     The best distinct peak's lead over the runner-up (in another hump, and another scene with
@@ -191,7 +193,8 @@ def peak_confidence(t: np.ndarray, s: np.ndarray, *, tolerance: float, min_gap: 
     if len(top) < 2:
         return 1.0, top[0], 0
     lead = float(s[top[0]] - s[top[1]]) / height
-    rivals = sum(1 for i in top[1:] if s[top[0]] - s[i] < 2.0 * margin * height)
+    band = 2.0 * margin if band is None else band
+    rivals = sum(1 for i in top[1:] if s[top[0]] - s[i] < band * height)
     return float(min(max(lead / max(margin, 1e-9), 0.0), 1.0)), top[0], rivals
 
 
