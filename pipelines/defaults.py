@@ -24,7 +24,7 @@ SEARCH_TOP = 5  # moments `vqa search` prints
 MOMENT_SPAN = 1.0  # seconds a visual moment reaches at most from its keyframe (search.peak_extent)
 
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
-PEAK_MARGIN = 0.2  # lead of the best peak over the runner-up, as a share of its height, for full confidence
+PEAK_MARGIN = 0.1  # lead of the best peak over the runner-up, as a share of its height, for full confidence
 RIVAL_BAND = 0.6  # a peak within this share of the best one's height keeps a keyframe (None: 2 PEAK_MARGIN)
 CONTEXT_SPACING = 0.25  # seconds between the keyframes around a confident peak
 
