@@ -6,7 +6,8 @@
    video's time ratio (index wall / plain decode wall) is printed too.
 3. The scene cuts' precision, recall and offset on the generated cut videos of bench/scene_detectors.py
    (default detector), with each cut window read again from the file (as before) and from the decode's own
-   every-frame side stream (as now), and how many windows each read again.
+   every-frame side stream (as now), and how many windows each read again; and the same cases at 1280x720
+   with the side stream's small frames averaged from every pixel (before) or from a picked grid (now).
 
 Usage: python bench/index_speed.py [--minutes 10] [--long 60] [--short 6] [--skip-memory] [--skip-cuts]
 """
@@ -58,29 +59,34 @@ def main() -> None:
 
 
 def cut_accuracy() -> None:
-    """Precision, recall, |offset| of the default detector's cuts: re-read windows against side-stream ones,
-    on the generated cases at their own size (320x180, below ``SIDE_PICK`` times the side width: area-scaled)
-    and at 1280x720 (the side stream picks pixels before averaging: ``media.small_scale``)."""
+    """Precision, recall, |offset| of the default detector's cuts on the generated cases: at their own size
+    (320x180) with each cut window read again from the file (as before) and taken from the decode's side
+    stream (as now); at 1280x720 with the side stream's small frames area-averaged from every pixel (as
+    before) and picked on a grid, then averaged (``media.small_scale``, as now)."""
     from scene_detectors import decoded, generated, probe, score, segment
 
+    import pipelines.stages.media as media
     from pipelines.stages.segment import SceneParams
 
-    for size in (None, "1280x720"):
-        cases = generated(size)
-        for mode in ("reread", "decode"):
-            tp = fp = fn = one = reread = 0
-            offsets: list[float] = []
-            for path, cuts, fade in cases.values():
-                info = probe(str(path))
-                found, _, again = segment(path, decoded(path, info), info.duration, SceneParams(), mode)
-                a, b, c, offs, o = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
-                tp, fp, fn, one, reread = tp + a, fp + b, fn + c, one + o, reread + again
-                offsets += offs
-            mean = 1000 * sum(abs(x) for x in offsets) / max(len(offsets), 1)
-            print(f"scene cuts{' at ' + size if size else ''}, windows "
-                  f"{'read again' if mode == 'reread' else 'from the decode'}: precision "
-                  f"{tp / max(tp + fp, 1):.2f}, recall {tp / max(tp + fn, 1):.2f}, within one frame {one}/{tp}, "
-                  f"|offset| mean {mean:.0f} ms; windows read again {reread}")
+    pick = media.SIDE_PICK
+    for size, mode, side_pick, label in ((None, "reread", pick, "windows read again"),
+                                         (None, "decode", pick, "windows from the decode"),
+                                         ("1280x720", "decode", 10**6, "side frames from every pixel"),
+                                         ("1280x720", "decode", pick, "side frames from picked pixels")):
+        media.SIDE_PICK = side_pick
+        tp = fp = fn = one = reread = 0
+        offsets: list[float] = []
+        for path, cuts, fade in generated(size).values():
+            info = probe(str(path))
+            found, _, again = segment(path, decoded(path, info), info.duration, SceneParams(), mode)
+            a, b, c, offs, o = score(found, cuts, fade, 1.0 / max(info.fps, 1.0))
+            tp, fp, fn, one, reread = tp + a, fp + b, fn + c, one + o, reread + again
+            offsets += offs
+        mean = 1000 * sum(abs(x) for x in offsets) / max(len(offsets), 1)
+        print(f"scene cuts at {size or '320x180'}, {label}: precision {tp / max(tp + fp, 1):.2f}, recall "
+              f"{tp / max(tp + fn, 1):.2f}, within one frame {one}/{tp}, |offset| mean {mean:.0f} ms; "
+              f"windows read again {reread}")
+    media.SIDE_PICK = pick
 
 if __name__ == "__main__":
     main()
