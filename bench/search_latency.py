@@ -4,8 +4,8 @@ x 3 sub-queries, CLIP-like cosine scores with a few relevant shots.
     python bench/search_latency.py [--frames 3600] [--queries 3] [--repeat 30]
 
 Prints the median milliseconds of ``keyframe_search`` (a) without zoom, (b) with a densify that adds
-nothing new, (c) with an in-memory densify (2 rounds x 4 ranges at 4 fps), and of ``decompose_question``,
-next to the 20 ms target.
+nothing new, (c) with an in-memory densify (the default rounds x 4 ranges at 4 fps), and of
+``decompose_question``, next to the 20 ms target.
 """
 
 from __future__ import annotations
