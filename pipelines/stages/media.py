@@ -201,6 +201,7 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
         for name, wanted in (("side", side.feed), ("grid", side.sampled)):
             if wanted is not None:
                 fds[name] = os.pipe()
+                _widen(fds[name][1])
                 cmd += ["-map", f"[o{name}]", *limit, *raw, f"pipe:{fds[name][1]}"]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -213,6 +214,7 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
     finally:
         for _, wr in fds.values():
             os.close(wr)  # ffmpeg holds the write ends now
+    _widen(proc.stdout.fileno())
     times: dict[bytes, queue.Queue] = {b"main": queue.Queue(), b"side": queue.Queue(), b"grid": queue.Queue()}
     arrived: dict[str, deque[tuple[float, np.ndarray]]] = {"side": deque(), "grid": deque()}
     tail: deque[bytes] = deque(maxlen=20)
@@ -309,6 +311,19 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
     if errors and warnings is not None:
         warnings.append(f"{os.path.basename(path)}: {n_errors[0]} decode error{'s' if n_errors[0] != 1 else ''} "
                         f"(ffmpeg: {_tail_message(deque(errors[:1]))}): those frames are as ffmpeg conceals them")
+
+
+def _widen(fd: int) -> None:
+    """Let a frame pipe hold 1 MiB (Linux's default limit for a user; 64 KiB otherwise): two small side
+    frames filled the default, so ffmpeg stopped whenever Python held the GIL for a few milliseconds
+    (the scene analysis), and the decode waited on the analysis instead of running beside it. Measured
+    on the 10-min 720p and 6-min 360p videos, four runs each: `vqa index` 12% faster."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ImportError):
+        pass
 
 
 def _raw_frames(pipe, h: int, w: int, times: queue.Queue, step: float) -> Iterator[tuple[float, np.ndarray]]:
