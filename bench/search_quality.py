@@ -139,15 +139,10 @@ def uniform_pick(times: np.ndarray, duration: float, k: int) -> np.ndarray:
 
 
 def moment_middles(res, shots, duration: float, k: int) -> np.ndarray:
-    """What `vqa search` shows for the visual channel: each keyframe's hump inside its shot, merged when
-    they share time, best first; the middle of each of the first ``k``."""
-    moments = []
-    for key in sorted(res.keyframes, key=lambda x: -x.score):
-        a, b = kf.peak_extent(res.curve_times, res.curve_scores, key.t, tolerance=res.params.tolerance,
-                              scenes=shots, bounds=(0.0, duration))
-        if not any(a < e and s < b for s, e in moments):
-            moments.append((a, b))
-    return np.asarray([(a + b) / 2 for a, b in moments[:k]])
+    """What `vqa search` shows for the visual channel (``search.visual_moments``: each keyframe's hump
+    inside its shot, merged when they share time, best first, those within the moment band of the best);
+    the middle of each of the first ``k``."""
+    return np.asarray([(a + b) / 2 for a, b, _ in kf.visual_moments(res, shots, duration)[:k]])
 
 
 def curve_stats(res, evidence, shots) -> dict:

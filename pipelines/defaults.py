@@ -22,6 +22,7 @@ ZOOM_FPS = 4.0  # decoding rate inside a zoom range
 SEED = 0
 SEARCH_TOP = 5  # moments `vqa search` prints
 MOMENT_SPAN = 1.0  # seconds a visual moment reaches at most from its keyframe (search.peak_extent)
+MOMENT_BAND = 0.4  # a visual moment is a result when its score reaches this share of the best one's height
 
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
 PEAK_MARGIN = 0.1  # lead of the best peak over the runner-up, as a share of its height, for full confidence

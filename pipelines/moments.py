@@ -25,9 +25,7 @@ def search_moments(store: Store, models: Models, ref: str, text: str, *, top: in
     res = out.result
     duration = float(video["duration"] or (res.curve_times[-1] if len(res.curve_times) else 0.0))
     moments = []
-    for k in res.keyframes:  # each visual moment spans the hump its keyframe tops, inside its shot
-        start, end = kf.peak_extent(res.curve_times, res.curve_scores, k.t, tolerance=res.params.tolerance,
-                                    scenes=shots, bounds=(0.0, duration))
+    for start, end, k in kf.visual_moments(res, shots, duration):  # each keyframe's hump in its shot, if a match
         moments.append({"start": start, "end": end, "t": k.t, "score": k.score, "channel": "visual",
                         "text": None, "region": list(k.region) if k.region else None})
     for h in out.text_hits:

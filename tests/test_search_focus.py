@@ -106,3 +106,26 @@ def test_a_rival_within_the_band_keeps_its_frame_whatever_the_margin():
     wide = T[select_keyframes(T, s, 8, min_gap=0.75, peak_margin=0.2, rival_band=0.6, context_spacing=0.5)]
     assert 70.0 not in narrow and np.sum(np.abs(narrow - 40.0) <= 2.0) == 8  # band 2 x 0.2: no rival
     assert 70.0 in wide and np.sum(np.abs(wide - 40.0) <= 2.0) == 7
+
+
+def _result(times, s, keyframe_times, **params):
+    from pipelines.search import Keyframe, SearchResult
+
+    times, s = np.asarray(times, float), np.asarray(s, float)
+    keys = [Keyframe(float(t), float(s[np.argmin(np.abs(times - t))]), 0) for t in keyframe_times]
+    return SearchResult(keys, [], len(times), SearchParams(**params), curve_times=times, curve_scores=s)
+
+
+def test_search_moments_are_the_matches_not_the_coverage_frames():
+    """`vqa search` shows a keyframe's moment when it is a match: a confident peak is one moment, the
+    coverage frames an answerer gets beside it are no results; two equal peaks are both results."""
+    from pipelines.search import visual_moments
+
+    s = curve((40.0, 6.0), (70.0, 1.0))
+    keys = [39.5, 39.75, 40.0, 40.25, 40.5, 12.0, 70.0, 90.0]  # around the peak, a lesser peak, coverage
+    moments = visual_moments(_result(T, s, keys), [], 100.0)
+    assert len(moments) == 1 and moments[0][0] <= 40.0 <= moments[0][1] and moments[0][2].t == 40.0
+    everything = visual_moments(_result(T, s, keys, moment_band=None), [], 100.0)
+    assert len(everything) == 4 and everything[0][2].t == 40.0  # the old list: the peak, then 70, 12, 90
+    two = visual_moments(_result(T, curve((30.0, 5.0), (70.0, 5.0)), [30.0, 70.0, 50.0]), [], 100.0)
+    assert sorted(round(k.t) for _, _, k in two) == [30, 70]

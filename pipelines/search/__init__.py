@@ -26,6 +26,7 @@ from pipelines.search.driver import (
     keyframe_search,
     peak_extent,
     unseen_scene_ranges,
+    visual_moments,
 )
 from pipelines.search.scores import Normalizer, apply_priors, fuse_scores
 from pipelines.search.select import (
@@ -41,5 +42,5 @@ __all__ = [
     "ROLES", "ROLE_WEIGHTS", "Densify", "Keyframe", "Normalizer", "SearchParams", "SearchResult", "SubQuery",
     "apply_priors", "caption_form", "decompose_question", "decompose_with_llm", "frame_budgets", "fuse_scores",
     "keyframe_search", "merge_ranges", "peak_extent", "sampling_interval", "scene_ids", "select_keyframes",
-    "unseen_scene_ranges", "zoom_ranges",
+    "unseen_scene_ranges", "visual_moments", "zoom_ranges",
 ]

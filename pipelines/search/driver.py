@@ -69,6 +69,7 @@ class SearchParams:
     head_min: float = defaults.HEAD_MIN  # a shot's head before its first index frame probed when longer
     shot_heads: bool = defaults.SHOT_HEADS  # round 1 also probes the head of each shot before its first frame
     region_norm: str = defaults.REGION_NORM  # windows z-scored with the frames' statistics or their own
+    moment_band: float | None = defaults.MOMENT_BAND  # `vqa search`: moments this close to the best (None: all)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -318,6 +319,31 @@ def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: 
     if bounds is not None:
         start, end = max(start, bounds[0]), min(end, bounds[1])
     return (float(start), float(max(end, start)))
+
+
+def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], duration: float,
+                   band: float | None = None) -> list[tuple[float, float, Keyframe]]:
+    """What `vqa search` shows for the frames: each keyframe's moment (``peak_extent``: its hump inside its
+    shot), best first, one per stretch of time (a keyframe whose moment overlaps a better one's adds
+    nothing). Keyframes are chosen for an answerer, so they include context and coverage frames; a search
+    result is a match: with ``band`` (default ``res.params.moment_band``) only the moments whose score
+    reaches that share of the best one's height over the curve's median are results (the best always is).
+    A confident peak is then one moment, not one among coverage picks; a flat curve keeps its peers."""
+    band = res.params.moment_band if band is None else band
+    curve = np.asarray(res.curve_scores, dtype=np.float64)
+    curve = curve[np.isfinite(curve)]
+    keys = sorted(res.keyframes, key=lambda k: -k.score)
+    if band is not None and keys and len(curve):
+        median = float(np.median(curve))
+        floor = median + band * (keys[0].score - median)
+        keys = [k for k in keys if k.score >= floor or k is keys[0]]
+    out: list[tuple[float, float, Keyframe]] = []
+    for k in keys:
+        a, b = peak_extent(res.curve_times, res.curve_scores, k.t, tolerance=res.params.tolerance,
+                           scenes=scenes, bounds=(0.0, duration))
+        if not any(a < e and s < b for s, e, _ in out):
+            out.append((a, b, k))
+    return out
 
 
 def unseen_scene_ranges(times: np.ndarray, scores: np.ndarray, scenes: Sequence[tuple[float, float]],
