@@ -175,8 +175,11 @@ def paused(videos, built_models, tmp_path_factory):
         db, marker, log = base / f"{name}.db", base / f"{name}.paused", base / f"{name}.log"
         env = vqa_env(base / "home", VQA_TEST_PAUSE_AT=f"{point}:{marker}")
         with log.open("wb") as f:
+            # SIGINT as a terminal delivers it, also when this test run itself was started with SIGINT
+            # ignored (a background job of a non-interactive shell), which the child would inherit
             proc = subprocess.Popen(vqa_cmd("index", "--profile", "tiny", "--jsonl", "--db", str(db), *args),
-                                    env=env, stdout=subprocess.DEVNULL, stderr=f)
+                                    env=env, stdout=subprocess.DEVNULL, stderr=f,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         children[name] = {"proc": proc, "db": db, "marker": marker, "log": log, "args": args}
     yield children
     for child in children.values():
