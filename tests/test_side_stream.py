@@ -35,21 +35,23 @@ def test_side_stream_is_every_frame_and_leaves_the_sampled_frames_as_they_were(t
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(side, again))
 
 
+def _refined_cuts(path: str, info, with_side: bool) -> tuple[list[float], int]:
+    """Cut times as `vqa index` finds them, windows refined from the decode's side stream or (without it)
+    read again from the file; and how many windows were read again."""
+    seg = SceneSegmenter(SceneParams(), source=path)
+    side = SideStream(FINE_WIDTH, seg.fine) if with_side else None
+    for t, f in decode(path, fps=SceneParams().fps, width=384, info=info, side=side):
+        seg.feed(t, f)
+    return [s.start for s in seg.finish(info.duration)[1:]], seg.reread
+
+
 def test_cuts_refined_from_the_decode_equal_those_read_again(tmp_path):
     path = str(tmp_path / "cuts.mp4")
     cuts = make_scenes_video(path, [2.04, 1.52, 2.6, 1.96], rate=25, audio=False, labels=False,
                              sources=["testsrc2", "cellauto", "mandelbrot", "smptebars"])  # a noise-like shot too
     info = probe(path)
-
-    def run(with_side: bool) -> tuple[list[float], int]:
-        seg = SceneSegmenter(SceneParams(), source=path)
-        side = SideStream(FINE_WIDTH, seg.fine) if with_side else None
-        for t, f in decode(path, fps=SceneParams().fps, width=384, info=info, side=side):
-            seg.feed(t, f)
-        return [s.start for s in seg.finish(info.duration)[1:]], seg.reread
-
-    found, reread = run(True)
-    again, reread_again = run(False)
+    found, reread = _refined_cuts(path, info, True)
+    again, reread_again = _refined_cuts(path, info, False)
     assert reread == 0 and reread_again == len(cuts)  # no window read twice; without it, one read per cut
     assert found == again
     # on the first frame of each new shot (cut times are multiples of the 25 fps frame time)
@@ -76,15 +78,7 @@ def test_hd_side_stream_picks_pixels_before_averaging_and_finds_the_same_cuts(tm
     assert len(side) == len(area)
     diff = [np.abs(a.astype(int) - b[1].astype(int)).mean() for a, b in zip(side, area)]
     assert 0 < max(diff) < 12  # not the same pixels, the same picture
-
-    def run(with_side: bool) -> tuple[list[float], int]:
-        seg = SceneSegmenter(SceneParams(), source=path)
-        side = SideStream(FINE_WIDTH, seg.fine) if with_side else None
-        for t, f in decode(path, fps=SceneParams().fps, width=384, info=info, side=side):
-            seg.feed(t, f)
-        return [s.start for s in seg.finish(info.duration)[1:]], seg.reread
-
-    (found, reread), (again, reread_again) = run(True), run(False)
+    (found, reread), (again, reread_again) = _refined_cuts(path, info, True), _refined_cuts(path, info, False)
     assert reread == 0 and reread_again == len(cuts) and found == again
     assert np.allclose(found, cuts, atol=0.5 / 25)
 
