@@ -127,10 +127,11 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
 def make_regions(clip, qv: np.ndarray, pixels: dict, grids: tuple[int, ...]):
     """vqa ask's own ``frame_regions`` over the frames this bench keeps in memory."""
     return frame_regions(clip, qv, lambda times: [pixels[round(float(t), 3)] for t in times], grids=grids,
-                         proposals=PROPOSALS[0])
+                         proposals=PROPOSALS[0], overlap=OVERLAP[0])
 
 
 PROPOSALS = [defaults.REGION_PROPOSALS]
+OVERLAP = [defaults.REGION_OVERLAP]
 
 
 def uniform_pick(times: np.ndarray, duration: float, k: int) -> np.ndarray:
@@ -245,6 +246,8 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], help="SearchParams override, name=value")
     ap.add_argument("--proposals", type=int, default=defaults.REGION_PROPOSALS,
                     help="windows per frame around what stands out (regions.content_boxes), besides the grid")
+    ap.add_argument("--overlap", type=float, default=defaults.REGION_OVERLAP,
+                    help="share of a grid window that overlaps its neighbour (fewer windows when smaller)")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME:param=value,...: also the whole search with these parameters (a NAME "
                          "starting with 'moments': the moments of `vqa search` with them)")
@@ -254,6 +257,7 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     PROPOSALS[0] = args.proposals
+    OVERLAP[0] = args.overlap
 
     from pipelines.stages.clip import ClipEmbedder, ClipSpec
 

@@ -326,3 +326,33 @@ def test_models_make_openmp_threads_sleep_unless_the_user_chose(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_clip_batch_input_is_open_clips_own_preprocess_bit_for_bit():
+    """ClipEmbedder.pixels does open_clip's to-tensor and normalise once for the whole batch: the model's
+    input must be exactly what the transform gives image by image (crops of any size, whole frames), and
+    a transform that does not end with those two steps runs as it is."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    from pipelines.backends.tiny import tiny_clip
+    from pipelines.stages.clip import ClipEmbedder
+
+    cfg, ckpt = tiny_clip()
+    clip = ClipEmbedder(f"{cfg}@{ckpt}", device="cpu")
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8)
+              for h, w in rng.integers(9, 200, (12, 2))] + [rng.integers(0, 256, (144, 256, 3), dtype=np.uint8)]
+    one_by_one = torch.stack([clip.preprocess(Image.fromarray(f)) for f in frames])
+    assert torch.equal(clip.pixels(frames), one_by_one)
+    emb = clip.embed_images(frames)
+    with torch.inference_mode():
+        ref = clip.model.encode_image(one_by_one).float().numpy()
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    assert np.array_equal(emb, ref.astype(np.float32)) or np.abs(emb - ref).max() < 1e-6
+
+    clip.preprocess = transforms.Compose([transforms.Resize(20), transforms.CenterCrop(20), transforms.ToTensor()])
+    got = clip.pixels(frames[:3])
+    assert got.shape == (3, 3, 20, 20)
+    assert torch.equal(got, torch.stack([clip.preprocess(Image.fromarray(f)) for f in frames[:3]]))

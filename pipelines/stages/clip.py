@@ -87,12 +87,37 @@ class ClipEmbedder(ImageTextEmbedder):
             else int(self.embed_texts(["a"]).shape[1])
 
     def embed_image_batch(self, frames: list[np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        batch = self.pixels(frames)
+        with torch.inference_mode():
+            return self.model.encode_image(batch.to(self.device)).float().cpu().numpy()
+
+    def pixels(self, frames: list[np.ndarray]):
+        """The model's input for these RGB frames: open_clip's own ``preprocess``, with its last two steps
+        (to a float tensor, normalise) done once for the whole batch when the transform ends with them
+        (the same numbers, bit for bit; per image they cost as much as the resize on a small crop, and the
+        spatial zoom embeds hundreds of small crops per question). Any other transform runs as it is."""
         from PIL import Image
 
         torch = self._torch
-        batch = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
-        with torch.inference_mode():
-            return self.model.encode_image(batch.to(self.device)).float().cpu().numpy()
+        steps = list(getattr(self.preprocess, "transforms", ()))
+        tail = [type(x).__name__ for x in steps[-2:]]
+        if len(steps) < 2 or tail[0] not in ("ToTensor", "MaybeToTensor") or tail[1] != "Normalize":
+            return torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
+        arrays = []
+        for f in frames:
+            img = Image.fromarray(f)
+            for step in steps[:-2]:
+                img = step(img)
+            a = np.asarray(img)
+            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:  # not 8-bit RGB: the step by step path
+                return torch.stack([self.preprocess(Image.fromarray(x)) for x in frames])
+            arrays.append(a)
+        norm = steps[-1]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
+        mean = torch.as_tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.as_tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return x.sub_(mean).div_(std)
 
     def embed_text_batch(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
