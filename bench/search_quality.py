@@ -93,14 +93,49 @@ def index_video(clip, path: str, *, info, index_fps: float, scene_fps: float, wi
     return np.asarray(times), clip.embed_images(frames), shots, frames
 
 
-def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict):
+def probe_frames(clip, path: str, info, times: np.ndarray, shots, width: int) -> dict:
+    """What ``vqa index`` stores where its grid under-samples the shots (``Indexer._probe_frames``): the
+    zoom ranges of those shots, decoded at the zoom rate when the video is indexed, embedded, kept as
+    the stored thumbnails (JPEG) are; (start, end, fps) -> (times, embeddings, frames)."""
+    import io
+
+    from PIL import Image
+
+    from pipelines.search.driver import unseen_scene_ranges
+    from pipelines.stages.segment import to_jpeg
+
+    fps = float(defaults.ZOOM_FPS)
+    ranges = unseen_scene_ranges(times, np.zeros(len(times)), shots, 1 << 30, min_len=1.0 / fps,
+                                 heads=defaults.SHOT_HEADS, head_min=defaults.HEAD_MIN)
+    got = decode_ranges(path, ranges, fps=fps, width=width, info=info) if ranges else []
+    frames = [f for g in got for _, f in g]
+    embs = clip.embed_images(frames) if frames else np.zeros((0, 1), dtype=np.float32)
+    out, at = {}, 0
+    for (a, b), g in zip(ranges, got):
+        thumbs = [np.asarray(Image.open(io.BytesIO(to_jpeg(f, width))).convert("RGB")) for _, f in g]
+        out[(round(a, 3), round(b, 3), round(fps, 3))] = (np.asarray([t for t, _ in g], dtype=np.float64),
+                                                          embs[at:at + len(g)], thumbs)
+        at += len(g)
+    return out
+
+
+def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict, stored: dict | None = None):
     """densify(ranges, fps): decode each range at ``fps``, embed, score against the sub-queries; the
-    decoded frames go to ``pixels`` (time -> frame) for the spatial zoom."""
+    decoded frames go to ``pixels`` (time -> frame) for the spatial zoom. A range in ``stored``
+    (``probe_frames``: what the index holds) is read from there, as `vqa ask` reads it."""
 
     memo: dict = {}  # (start, end, fps) -> (times, sims): methods of one item share their decoding
 
     def densify(ranges, fps):
         nt, ns = [], []
+        for a, b in ranges:
+            key = (round(a, 3), round(b, 3), fps)
+            hit = (stored or {}).get((round(a, 3), round(b, 3), round(fps, 3)))
+            if key not in memo and hit is not None:
+                ts, embs, thumbs = hit
+                keep = (ts >= a - 1e-6) & (ts <= b + 1e-6)  # as the decoded ranges below are kept
+                memo[key] = (ts[keep], (embs[keep] @ qv.T).T if keep.any() else np.zeros((qv.shape[0], 0)))
+                pixels.update({round(float(t), 3): f for t, f, k in zip(ts, thumbs, keep) if k})
         todo = [(a, b) for a, b in ranges if (round(a, 3), round(b, 3), fps) not in memo]
         got = decode_ranges(path, todo, fps=fps, width=width, info=info) if todo else []
         kept = [[(t, f) for t, f in g if a - 1e-6 <= t <= b + 1e-6] for (a, b), g in zip(todo, got)]
@@ -164,7 +199,7 @@ def curve_stats(res, evidence, shots) -> dict:
 
 
 def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
-    clip, times, embs, shots, info, path, width, pixels0 = ctx
+    clip, times, embs, shots, info, path, width, pixels0, stored = ctx
     subs = kf.decompose_question(it["question"], it.get("options") or [])
     qv = clip.embed_texts([s.text for s in subs])
     weights = [s.weight for s in subs]
@@ -183,7 +218,7 @@ def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
             "moments-before": (dataclasses.replace(before, zoom_rounds=0), False, 2 * params.k),
             "moments": (params, True, 2 * params.k)}
     pixels = dict(pixels0)
-    shared = make_densify(clip, path, info, qv, width, pixels)
+    shared = make_densify(clip, path, info, qv, width, pixels, stored)
     for name, pairs in variants.items():  # the whole search with other parameters ("moments...": as `vqa search`)
         runs[name] = (parse_params(pairs, params), True, 2 * params.k if name.startswith("moments") else params.k)
     for name, (p, use_regions, k) in runs.items():
@@ -254,6 +289,8 @@ def main() -> None:
     ap.add_argument("--json", help="write per-item results here")
     ap.add_argument("--fresh", action="store_true", help="index again, no cache (the cache sits next to "
                                                          "each video, for one CLIP)")
+    ap.add_argument("--no-probes", action="store_true", help="decode every zoom range at question time (as "
+                                                              "an index made before probe frames were stored)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     PROPOSALS[0] = args.proposals
@@ -297,7 +334,8 @@ def main() -> None:
             if not args.fresh:
                 np.savez(cache, times=times, embs=embs, frames=np.stack(frames), shots=np.asarray(shots))
         pixels0 = {round(float(t), 3): f for t, f in zip(times, frames, strict=True)}
-        ctx = (clip, times, embs, shots, info, path, args.width, pixels0)
+        stored = probe_frames(clip, path, info, times, shots, args.width) if not args.no_probes else {}
+        ctx = (clip, times, embs, shots, info, path, args.width, pixels0, stored)
         for it in vitems:
             row = run_item(it, ctx, params, methods, grids, variants)
             rows.append(row)

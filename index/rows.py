@@ -71,6 +71,29 @@ class StageRows:
                 out[t] = rows[0]["jpeg"]
         return out
 
+    def probe_frames(self, key: str) -> dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]]:
+        """The frames an embedding run decoded where its grid under-samples the shots (see
+        ``pipelines.indexing``): (range start, range end, fps) -> (times (M,), embeddings (M, D)), each
+        rounded to the millisecond; empty for a run indexed before they were stored."""
+        out: dict[tuple[float, float, float], tuple[list, list]] = {}
+        for r in self.db.query("select a, b, fps, t, embedding from probe_frames where run_key = ? order by idx",
+                               [key]):
+            ts, vs = out.setdefault((round(r["a"], 3), round(r["b"], 3), round(r["fps"], 3)), ([], []))
+            ts.append(r["t"])
+            vs.append(from_blob(r["embedding"]))
+        return {k: (np.asarray(ts, dtype=np.float64), np.stack(vs).astype(np.float32, copy=False))
+                for k, (ts, vs) in out.items()}
+
+    def probe_jpegs(self, key: str, times: Iterable[float]) -> dict[float, bytes]:
+        """The stored pixels of probe frames at these times (to the millisecond), those there are."""
+        out = {}
+        for t in times:
+            row = self.db.execute("select jpeg from probe_frames where run_key = ? and abs(t - ?) < 0.0005 limit 1",
+                                  [key, float(t)]).fetchone()
+            if row is not None:
+                out[float(t)] = row[0]
+        return out
+
     def texts(self, key: str) -> list[dict[str, Any]]:
         return list(self.db.query(
             "select idx, source, start, end, text, confidence, box from texts where run_key = ? order by idx",

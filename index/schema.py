@@ -78,3 +78,16 @@ def _m003(db: sqlite_utils.Database) -> None:
     # (NULL: the row is one sample, as every row written before this migration).
     db["frames"].add_column("t_end", float)
     db["frames"].add_column("n", int)
+
+
+@migrations(name="004_probe_frames")
+def _m004(db: sqlite_utils.Database) -> None:
+    # Frames of the shots the embedding grid under-samples (a shot shorter than the grid step, the head of
+    # a shot before its first grid frame), decoded at the keyframe search's zoom rate when the video is
+    # indexed: what a question's time zoom would decode there first, read from here instead. Keyed by the
+    # embedding run; ``a`` / ``b`` are the probed range, ``fps`` its rate.
+    db["probe_frames"].create(
+        {"run_key": str, "idx": int, "a": float, "b": float, "fps": float, "t": float, "embedding": bytes,
+         "jpeg": bytes},
+        pk=("run_key", "idx"),
+    )

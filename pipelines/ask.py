@@ -164,25 +164,38 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     probed: list = []  # probe only when the zoom decodes
     media_warnings: list[str] = []  # decode errors and re-reads, in words: they go into the trace
 
+    # what the index decoded where its grid under-samples the shots: those zoom ranges are read, not decoded
+    probes = store.probe_frames(run["key"]) if path is not None and clip is not None else {}
+    served = {"ranges": 0, "frames": 0}
+
     def densify(ranges, fps):
         if path is None:
             return np.zeros(0), np.zeros((len(subs), 0))
-        if not probed:
-            probed.append(probe(path))
-        info = probed[0]
-        say(f"zooming: decoding {len(ranges)} time ranges at {fps:g} fps")
-        new_t, frames = [], []
-        for got in decode_ranges(path, ranges, fps=fps, width=models.profile.decode_width, info=info,
-                                 warnings=media_warnings):
-            for t, f in got:
-                new_t.append(t)
-                frames.append(f)
-        if not frames:
+        stored = [probes.get((round(a, 3), round(b, 3), round(fps, 3))) for a, b in ranges]
+        todo = [r for r, got in zip(ranges, stored) if got is None]
+        new_t, vecs = [np.asarray(got[0]) for got in stored if got is not None], \
+            [np.asarray(got[1]) for got in stored if got is not None]
+        served["ranges"] += len(ranges) - len(todo)
+        served["frames"] += sum(len(x) for x in new_t)
+        if todo:
+            if not probed:
+                probed.append(probe(path))
+            say(f"zooming: decoding {len(todo)} time ranges at {fps:g} fps"
+                + (f" ({len(ranges) - len(todo)} more read from the index)" if len(todo) < len(ranges) else ""))
+            times, frames = [], []
+            for got in decode_ranges(path, todo, fps=fps, width=models.profile.decode_width, info=probed[0],
+                                     warnings=media_warnings):
+                for t, f in got:
+                    times.append(t)
+                    frames.append(f)
+            if frames:
+                new_t.append(np.asarray(times, dtype=np.float64))
+                vecs.append(clip.embed_images(frames))
+                for t, f in zip(times, frames):
+                    zoom_frames[round(t, 3)] = f
+        if not new_t or not sum(len(x) for x in new_t):
             return np.zeros(0), np.zeros((len(subs), 0))
-        fv = clip.embed_images(frames)
-        for t, f in zip(new_t, frames):
-            zoom_frames[round(t, 3)] = f
-        return np.asarray(new_t), (fv @ qvecs.T).T
+        return np.concatenate(new_t), (np.concatenate(vecs) @ qvecs.T).T
 
     params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path and clip is not None else 0,
                              seed=opts.seed)
@@ -193,6 +206,8 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
                                 regions=None if clip is None else
                                 frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames)))
     result.trace.extend({"media": w} for w in media_warnings)
+    if served["ranges"]:
+        result.trace.append({"zoom_from_index": dict(served)})
     if clip is None:
         result.trace.append({"clip": "not loaded: its weights are random and the answerer reads no frames, so "
                                      "the keyframes follow what is said and written"})

@@ -294,8 +294,10 @@ class Indexer:
         if self.progress:
             self.progress(os.path.basename(path), info.duration, info.duration)
         duration = max(info.duration, last_t)
+        shots: list[tuple[float, float]] | None = None
         if segmenter is not None:
             scenes = segmenter.finish(duration)
+            shots = [(s.start, s.end) for s in scenes]
             _test_pause("scenes", self._check_cancel)
             key = todo["scenes"].key
             rows = [{"run_key": key, "idx": i, "start": s.start, "end": s.end, "rep_t": s.rep_t,
@@ -306,11 +308,53 @@ class Indexer:
                                   rows={"scenes": rows})
         if loading is not None:
             flush(final=True)
+            if shots is None:  # the scenes of an earlier pass
+                srun = self.store.latest_run(video_id, "scenes")
+                shots = [(r["start"], r["end"]) for r in self.store.scenes(srun["key"])] \
+                    if srun and srun["status"] == "done" else []
+            probes, probe_stats = self._probe_frames(path, info, key_frames, loading.result(), shots)
             self.store.finish_run(key_frames, stats={"frames": sampled[0], "stored": frame_idx[0], "dim": None,
                                                      "profile": profile.name,
-                                                     "random_weights": loading.result().random_weights})
+                                                     "random_weights": loading.result().random_weights,
+                                                     **probe_stats},
+                                  rows={"probe_frames": probes})
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)
+
+    def _probe_frames(self, path: str, info: VideoInfo, key: str, clip, shots: list[tuple[float, float]]
+                      ) -> tuple[list[dict], dict]:
+        """The frames a question's time zoom would decode first wherever the embedding grid under-samples
+        the shots (``search.unseen_scene_ranges``: each shot that holds no grid frame, and each shot's head
+        before its first grid frame, where a shot shorter than the segmenter's minimum hides), decoded now,
+        at the zoom rate, with the very ranges a question asks for: each question then reads them from
+        the index instead of decoding them (in a 30-minute video, 16 of its 20 zoom ranges). A few dozen
+        short reads after the decode pass, a second or so for a 30-minute video."""
+        from pipelines import defaults
+        from pipelines.search.driver import unseen_scene_ranges
+        from pipelines.stages.media import decode_ranges
+
+        if not shots:
+            return [], {}
+        times, _ = self.store._read_frame_matrix(key)
+        fps = float(defaults.ZOOM_FPS)
+        ranges = unseen_scene_ranges(times, np.zeros(len(times)), shots, 1 << 30, min_len=1.0 / fps,
+                                     heads=defaults.SHOT_HEADS, head_min=defaults.HEAD_MIN)
+        if not ranges:
+            return [], {"probe_ranges": 0}
+        self._check_cancel()
+        try:
+            got = decode_ranges(path, ranges, fps=fps, width=self.models.profile.decode_width, info=info)
+        except MediaError as e:  # the questions decode these ranges themselves, and say what goes wrong
+            return [], {"probe_ranges": 0, "probe_error": e.message}
+        frames = [f for g in got for _, f in g]
+        vecs = clip.embed_images(frames) if frames else []
+        rows, i = [], 0
+        for (a, b), g in zip(ranges, got):
+            for t, f in g:
+                rows.append({"run_key": key, "idx": i, "a": float(a), "b": float(b), "fps": fps, "t": float(t),
+                             "embedding": to_blob(vecs[i]), "jpeg": to_jpeg(f, self.opts.thumb_width)})
+                i += 1
+        return rows, {"probe_ranges": len(ranges), "probe_frames": len(rows)}
 
     def _say(self, what: str, done: float, total: float | None = None) -> None:
         """Progress of a stage after the decode, in words and video seconds (the bar never sits at 100%)."""

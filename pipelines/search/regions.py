@@ -153,7 +153,8 @@ def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], lis
 
 def stored_frames(store, run_key: str, decoded: dict[float, np.ndarray]) -> Callable[[np.ndarray], list]:
     """``frames_at(times)``: a frame the zoom decoded at that time (``decoded``, keyed by time rounded to
-    the millisecond), else the index's stored thumbnail nearest to it."""
+    the millisecond), else the index's probe frame at that time (``store.probe_jpegs``), else its stored
+    thumbnail nearest to it."""
 
     def frames_at(times: np.ndarray) -> list[np.ndarray]:
         import io
@@ -162,7 +163,9 @@ def stored_frames(store, run_key: str, decoded: dict[float, np.ndarray]) -> Call
 
         out: list[np.ndarray | None] = [decoded.get(round(float(t), 3)) for t in times]
         missing = [float(t) for t, f in zip(times, out, strict=True) if f is None]
-        jpegs = store.frame_jpegs(run_key, missing) if missing else {}
+        jpegs = store.probe_jpegs(run_key, missing) if missing else {}
+        rest = [t for t in missing if t not in jpegs]
+        jpegs.update(store.frame_jpegs(run_key, rest) if rest else {})
         for i, t in enumerate(times):
             if out[i] is None:
                 out[i] = np.asarray(Image.open(io.BytesIO(jpegs[float(t)])).convert("RGB"))
