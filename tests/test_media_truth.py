@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from pipelines.errors import MediaError
-from pipelines.stages import ffmpeg_bin
-from pipelines.stages import seek
+from pipelines.stages import ffmpeg_bin, seek
 from pipelines.stages.media import decode, decode_ranges, extract_audio, probe, read_frame_at, read_frames_at
 from pipelines.stages.seek import x264_build
 from tests.synth import CODEC_VARIANTS, make_codec_variant
