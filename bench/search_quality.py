@@ -45,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipelines import defaults  # noqa: E402
 from pipelines import search as kf  # noqa: E402
 from pipelines.eval.metrics import temporal_metrics  # noqa: E402
-from pipelines.search.regions import frame_regions  # noqa: E402
+from pipelines.search.regions import frame_regions, frame_windows  # noqa: E402
 from pipelines.stages.media import decode, decode_ranges, probe  # noqa: E402
 
 METHODS = ("uniform", "clip-top", "before", "focus", "search", "moments-before", "moments")
@@ -96,7 +96,8 @@ def index_video(clip, path: str, *, info, index_fps: float, scene_fps: float, wi
 def probe_frames(clip, path: str, info, times: np.ndarray, shots, width: int) -> dict:
     """What ``vqa index`` stores where its grid under-samples the shots (``Indexer._probe_frames``): the
     zoom ranges of those shots, decoded at the zoom rate when the video is indexed, embedded, kept as
-    the stored thumbnails (JPEG) are; (start, end, fps) -> (times, embeddings, frames)."""
+    the stored thumbnails (JPEG) are, with their windows embedded (``regions.frame_windows``, as the
+    index stores them); (start, end, fps) -> (times, embeddings, frames, windows, window vectors)."""
     import io
 
     from PIL import Image
@@ -110,11 +111,13 @@ def probe_frames(clip, path: str, info, times: np.ndarray, shots, width: int) ->
     got = decode_ranges(path, ranges, fps=fps, width=width, info=info) if ranges else []
     frames = [f for g in got for _, f in g]
     embs = clip.embed_images(frames) if frames else np.zeros((0, 1), dtype=np.float32)
+    thumbs = [np.asarray(Image.open(io.BytesIO(to_jpeg(f, width))).convert("RGB")) for f in frames]
+    boxes, wvecs = frame_windows(clip, frames, grids=GRIDS[0], overlap=OVERLAP[0], proposals=PROPOSALS[0])
     out, at = {}, 0
     for (a, b), g in zip(ranges, got):
-        thumbs = [np.asarray(Image.open(io.BytesIO(to_jpeg(f, width))).convert("RGB")) for _, f in g]
         out[(round(a, 3), round(b, 3), round(fps, 3))] = (np.asarray([t for t, _ in g], dtype=np.float64),
-                                                          embs[at:at + len(g)], thumbs)
+                                                          embs[at:at + len(g)], thumbs[at:at + len(g)],
+                                                          boxes[at:at + len(g)], wvecs[at:at + len(g)])
         at += len(g)
     return out
 
@@ -132,7 +135,7 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
             key = (round(a, 3), round(b, 3), fps)
             hit = (stored or {}).get((round(a, 3), round(b, 3), round(fps, 3)))
             if key not in memo and hit is not None:
-                ts, embs, thumbs = hit
+                ts, embs, thumbs, _, _ = hit
                 keep = (ts >= a - 1e-6) & (ts <= b + 1e-6)  # as the decoded ranges below are kept
                 memo[key] = (ts[keep], (embs[keep] @ qv.T).T if keep.any() else np.zeros((qv.shape[0], 0)))
                 pixels.update({round(float(t), 3): f for t, f, k in zip(ts, thumbs, keep) if k})
@@ -159,14 +162,20 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
     return densify
 
 
-def make_regions(clip, qv: np.ndarray, pixels: dict, grids: tuple[int, ...]):
-    """vqa ask's own ``frame_regions`` over the frames this bench keeps in memory."""
+def make_regions(clip, qv: np.ndarray, pixels: dict, grids: tuple[int, ...], stored: dict | None = None):
+    """vqa ask's own ``frame_regions`` over the frames this bench keeps in memory; the windows of the
+    probe frames (``stored``) embedded ahead, as the index holds them."""
+    ahead = {round(float(t), 3): (b, v) for ts, _, _, bs, vs in (stored or {}).values()
+             for t, b, v in zip(ts, bs, vs)}
     return frame_regions(clip, qv, lambda times: [pixels[round(float(t), 3)] for t in times], grids=grids,
-                         proposals=PROPOSALS[0], overlap=OVERLAP[0])
+                         proposals=PROPOSALS[0], overlap=OVERLAP[0],
+                         ahead=lambda times: {float(t): ahead[round(float(t), 3)] for t in times
+                                              if round(float(t), 3) in ahead})
 
 
 PROPOSALS = [defaults.REGION_PROPOSALS]
 OVERLAP = [defaults.REGION_OVERLAP]
+GRIDS = [defaults.REGION_GRID]
 REPEAT = [1]
 
 
@@ -226,7 +235,7 @@ def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
         if name not in methods:
             continue
         densify = shared if p.zoom_rounds else None
-        regions = make_regions(clip, qv, pixels, region_grids) if use_regions else None
+        regions = make_regions(clip, qv, pixels, region_grids, stored) if use_regions else None
         t1 = time.perf_counter()
         res = kf.keyframe_search(times, sims, weights=weights, densify=densify,
                                  params=dataclasses.replace(p, k=k), bounds=(0.0, info.duration),
@@ -237,7 +246,7 @@ def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
             for _ in range(REPEAT[0] - 1):
                 px = dict(pixels0)
                 dn = make_densify(clip, path, info, qv, width, px, stored) if p.zoom_rounds else None
-                rg = make_regions(clip, qv, px, region_grids) if use_regions else None
+                rg = make_regions(clip, qv, px, region_grids, stored) if use_regions else None
                 t1 = time.perf_counter()
                 kf.keyframe_search(times, sims, weights=weights, densify=dn, params=dataclasses.replace(p, k=k),
                                    bounds=(0.0, info.duration), scenes=shots, regions=rg)
@@ -309,6 +318,7 @@ def main() -> None:
     args = ap.parse_args()
     PROPOSALS[0] = args.proposals
     OVERLAP[0] = args.overlap
+    GRIDS[0] = tuple(int(g) for g in args.grids.split(",") if g)
     REPEAT[0] = args.repeat
 
     from pipelines.stages.clip import ClipEmbedder, ClipSpec

@@ -94,6 +94,19 @@ class StageRows:
                 out[float(t)] = row[0]
         return out
 
+    def probe_windows(self, key: str, times: Iterable[float], spec: str
+                      ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+        """The windows of probe frames at these times (to the millisecond) embedded with ``spec``:
+        time -> ((R, 4) windows as fractions, (R, D) vectors); times without them are left out."""
+        out = {}
+        for t in times:
+            row = self.db.execute("select boxes, windows from probe_frames where run_key = ? and abs(t - ?) < 0.0005 "
+                                  "and window_spec = ? limit 1", [key, float(t), spec]).fetchone()
+            if row is not None and row[0] is not None and row[1] is not None:
+                boxes = np.frombuffer(row[0], dtype=np.float64).reshape(-1, 4)
+                out[float(t)] = (boxes, from_blob(row[1]).reshape(len(boxes), -1))
+        return out
+
     def texts(self, key: str) -> list[dict[str, Any]]:
         return list(self.db.query(
             "select idx, source, start, end, text, confidence, box from texts where run_key = ? order by idx",

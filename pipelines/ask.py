@@ -27,7 +27,7 @@ from pipelines import search as kf
 from pipelines.backends.profiles import Models, is_random
 from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
-from pipelines.search.regions import frame_regions, stored_frames
+from pipelines.search.regions import frame_regions, stored_frames, window_spec
 from pipelines.search.textsearch import TextHit, lines_near, search_text
 from pipelines.stages.media import decode_ranges, probe, read_frame_at
 
@@ -204,7 +204,8 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,
                                 bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots,
                                 regions=None if clip is None else
-                                frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames)))
+                                frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames),
+                                              ahead=lambda ts: store.probe_windows(run["key"], ts, window_spec())))
     result.trace.extend({"media": w} for w in media_warnings)
     if served["ranges"]:
         result.trace.append({"zoom_from_index": dict(served)})

@@ -326,11 +326,14 @@ class Indexer:
         """The frames a question's time zoom would decode first wherever the embedding grid under-samples
         the shots (``search.unseen_scene_ranges``: each shot that holds no grid frame, and each shot's head
         before its first grid frame, where a shot shorter than the segmenter's minimum hides), decoded now,
-        at the zoom rate, with the very ranges a question asks for: each question then reads them from
-        the index instead of decoding them (in a 30-minute video, 16 of its 20 zoom ranges). A few dozen
-        short reads after the decode pass, a second or so for a 30-minute video."""
+        at the zoom rate, with the very ranges a question asks for, embedded, and their windows too (the
+        spatial zoom's, cropped from the decoded frames as a question's zoom crops them): each question
+        then reads them from the index instead of decoding and cropping them (in a 30-minute video, 16 of
+        its 20 zoom ranges). A few dozen short reads after the decode pass, a second or two for a
+        30-minute video."""
         from pipelines import defaults
         from pipelines.search.driver import unseen_scene_ranges
+        from pipelines.search.regions import frame_windows, window_spec
         from pipelines.stages.media import decode_ranges
 
         if not shots:
@@ -348,11 +351,15 @@ class Indexer:
             return [], {"probe_ranges": 0, "probe_error": e.message}
         frames = [f for g in got for _, f in g]
         vecs = clip.embed_images(frames) if frames else []
+        # their windows, as a question's spatial zoom crops them from the frames its zoom decodes
+        jpegs = [to_jpeg(f, self.opts.thumb_width) for f in frames]
+        boxes, wvecs = frame_windows(clip, frames)
         rows, i = [], 0
         for (a, b), g in zip(ranges, got):
-            for t, f in g:
+            for t, _f in g:
                 rows.append({"run_key": key, "idx": i, "a": float(a), "b": float(b), "fps": fps, "t": float(t),
-                             "embedding": to_blob(vecs[i]), "jpeg": to_jpeg(f, self.opts.thumb_width)})
+                             "embedding": to_blob(vecs[i]), "jpeg": jpegs[i], "window_spec": window_spec(),
+                             "boxes": np.asarray(boxes[i], dtype=np.float64).tobytes(), "windows": to_blob(wvecs[i])})
                 i += 1
         return rows, {"probe_ranges": len(ranges), "probe_frames": len(rows)}
 

@@ -1,6 +1,7 @@
 """Probe frames: `vqa index` decodes, at the zoom rate, the shots its 1 fps grid under-samples (a shot that
-holds no grid frame, a shot's head before its first grid frame), and a question's time zoom reads those
-ranges from the index instead of decoding them, with the same keyframes as a decode gives."""
+holds no grid frame, a shot's head before its first grid frame), embeds them and their windows, and a
+question's zoom reads those ranges and windows from the index instead of decoding and cropping them, with
+the same keyframes and scores as a decode gives."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ def test_index_stores_the_zoom_frames_of_under_sampled_shots(cli, short_shots_vi
     emb = clip.embed_images([frames[t] for t in ts])
     assert np.abs(emb - np.stack([stored[t] for t in ts])).max() < 1e-5
 
+    # and their windows (the spatial zoom's), embedded as a question would embed them, for this spec only
+    from pipelines.search.regions import frame_windows, window_spec
+
+    boxes, wvecs = frame_windows(clip, [frames[t] for t in ts])
+    windows = store.probe_windows(frun["key"], ts, window_spec())
+    assert sorted(windows) == ts
+    for i, t in enumerate(ts):
+        assert np.array_equal(windows[t][0], boxes[i])
+        assert np.abs(windows[t][1] - wvecs[i]).max() < 1e-5
+    assert store.probe_windows(frun["key"], ts, window_spec(proposals=0)) == {}
+
 
 def test_the_zoom_reads_them_and_finds_the_same_keyframes(cli, short_shots_video, tmp_path):
     from index.store import Store
@@ -96,4 +108,6 @@ def test_the_zoom_reads_them_and_finds_the_same_keyframes(cli, short_shots_video
     assert [round(k.t, 3) for k in outs["probes"].result.keyframes] == \
         [round(k.t, 3) for k in outs["bare"].result.keyframes]
     assert np.allclose([k.score for k in outs["probes"].result.keyframes],
-                       [k.score for k in outs["bare"].result.keyframes], atol=0.05)
+                       [k.score for k in outs["bare"].result.keyframes], atol=1e-4)
+    # the windows of the zoom's frames: read for the probe frames, cropped for the rest, scored the same
+    assert zoom[0]["regions"] == [t for t in outs["bare"].result.trace if t.get("round") == 1][0]["regions"]

@@ -132,21 +132,63 @@ def clip_region_scorer(clip, qvecs: np.ndarray, boxes: np.ndarray) -> RegionScor
     return scorer
 
 
+def window_spec(grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP,
+                proposals: int = defaults.REGION_PROPOSALS) -> str:
+    """The windows a frame gets, in words (stored with windows embedded ahead, which only count for the
+    same spec)."""
+    return f"grid {','.join(str(int(g)) for g in grids)} overlap {overlap:g} proposals {int(proposals)}"
+
+
+def frame_windows(clip, frames: list[np.ndarray], *, grids: Sequence[int] = defaults.REGION_GRID,
+                  overlap: float = defaults.REGION_OVERLAP, proposals: int = defaults.REGION_PROPOSALS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of each frame (``frame_boxes``: the grid's and ``proposals`` around what stands out)
+    and their embeddings: ((M, R, 4) windows as fractions, (M, R, D) unit vectors), a window listed twice
+    for a frame embedded once. Question-independent: what ``frame_regions`` scores, computed ahead."""
+    if not frames:
+        return np.zeros((0, 0, 4)), np.zeros((0, 0, 0), dtype=np.float32)
+    h, w = frames[0].shape[:2]
+    grid = region_boxes(grids, overlap, aspect=w / h)
+    boxes = np.stack([frame_boxes(f, grid, proposals) for f in frames])
+    crops, where = [], np.zeros(boxes.shape[:2], dtype=np.int64)
+    for m, (f, bs) in enumerate(zip(frames, boxes)):
+        uniq, inverse = np.unique(bs, axis=0, return_inverse=True)
+        where[m] = len(crops) + inverse.reshape(-1)
+        crops += [np.ascontiguousarray(crop(f, b)) for b in uniq]
+    emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
+    return boxes, emb[where.reshape(-1)].reshape(*boxes.shape[:2], -1)
+
+
 def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], list[np.ndarray]], *,
                   grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP,
-                  proposals: int = defaults.REGION_PROPOSALS):
+                  proposals: int = defaults.REGION_PROPOSALS,
+                  ahead: Callable[[np.ndarray], dict] | None = None):
     """``regions(times) -> ((Q, M, R) sims, (M, R, 4) windows)`` for ``keyframe_search``: the frames at
     ``times`` come from ``frames_at(times)`` (decoded zoom frames, stored thumbnails...), their windows
     (the grid's and ``proposals`` around what stands out in each) are scored with ``clip`` against
-    ``qvecs``."""
+    ``qvecs``. ``ahead(times) -> {time: ((R, 4) windows, (R, D) vectors)}``: frames whose windows were
+    embedded ahead (``frame_windows``, with this spec; the index's probe frames), scored without a crop."""
+    q = np.asarray(qvecs, dtype=np.float32)
 
     def regions(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frames = frames_at(np.asarray(times, dtype=np.float64))
-        h, w = frames[0].shape[:2] if frames else (9, 16)
-        grid = region_boxes(grids, overlap, aspect=w / h)
-        boxes = np.stack([frame_boxes(f, grid, proposals) for f in frames]) if frames else \
-            np.zeros((0, len(grid) + max(proposals, 0), 4))
-        return clip_region_scorer(clip, qvecs, boxes)(frames), boxes
+        times = np.asarray(times, dtype=np.float64)
+        known = ahead(times) if ahead is not None and len(times) else {}
+        rest = [i for i, t in enumerate(times) if float(t) not in known]
+        frames = frames_at(times[rest]) if rest else []
+        boxes, vecs = frame_windows(clip, frames, grids=grids, overlap=overlap, proposals=proposals)
+        r = boxes.shape[1] if len(rest) else next(iter(known.values()))[0].shape[0] if known else \
+            len(region_boxes(grids, overlap)) + max(proposals, 0)
+        all_boxes = np.zeros((len(times), r, 4))
+        sims = np.zeros((q.shape[0], len(times), r), dtype=np.float32)
+        for j, i in enumerate(rest):
+            all_boxes[i] = boxes[j]
+            sims[:, i] = (vecs[j] @ q.T).T
+        for i, t in enumerate(times):
+            if float(t) in known:
+                b, v = known[float(t)]
+                all_boxes[i] = b
+                sims[:, i] = (np.asarray(v, dtype=np.float32) @ q.T).T
+        return sims, all_boxes
 
     return regions
 
