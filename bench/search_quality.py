@@ -164,13 +164,14 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
 
 def make_regions(clip, qv: np.ndarray, pixels: dict, grids: tuple[int, ...], stored: dict | None = None):
     """vqa ask's own ``frame_regions`` over the frames this bench keeps in memory; the windows of the
-    probe frames (``stored``) embedded ahead, as the index holds them."""
+    probe frames and of each shot's first frame (``stored``) embedded ahead, as the index holds them."""
     ahead = {round(float(t), 3): (b, v) for ts, _, _, bs, vs in (stored or {}).values()
              for t, b, v in zip(ts, bs, vs)}
     return frame_regions(clip, qv, lambda times: [pixels[round(float(t), 3)] for t in times], grids=grids,
                          proposals=PROPOSALS[0], overlap=OVERLAP[0],
                          ahead=lambda times: {float(t): ahead[round(float(t), 3)] for t in times
-                                              if round(float(t), 3) in ahead})
+                                              if round(float(t), 3) in ahead},
+                         held=(stored or {}).get("first", (None,))[0])
 
 
 PROPOSALS = [defaults.REGION_PROPOSALS]
@@ -360,6 +361,11 @@ def main() -> None:
                 np.savez(cache, times=times, embs=embs, frames=np.stack(frames), shots=np.asarray(shots))
         pixels0 = {round(float(t), 3): f for t, f in zip(times, frames, strict=True)}
         stored = probe_frames(clip, path, info, times, shots, args.width) if not args.no_probes else {}
+        if not args.no_probes and shots:  # and the windows of each shot's first frame, as the index holds them
+            first = kf.first_frames(times, shots)
+            fb, fv = frame_windows(clip, [frames[i] for i in first], grids=GRIDS[0], overlap=OVERLAP[0],
+                                   proposals=PROPOSALS[0])
+            stored["first"] = (times[first], None, None, fb, fv)
         ctx = (clip, times, embs, shots, info, path, args.width, pixels0, stored)
         for it in vitems:
             row = run_item(it, ctx, params, methods, grids, variants)

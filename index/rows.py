@@ -94,18 +94,30 @@ class StageRows:
                 out[float(t)] = row[0]
         return out
 
-    def probe_windows(self, key: str, times: Iterable[float], spec: str
-                      ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-        """The windows of probe frames at these times (to the millisecond) embedded with ``spec``:
-        time -> ((R, 4) windows as fractions, (R, D) vectors); times without them are left out."""
+    def held_windows(self, key: str, spec: str) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+        """The windows an embedding run holds embedded with ``spec`` (its probe frames' and each shot's first
+        grid frame's): time (to the millisecond) -> ((R, 4) windows as fractions, (R, D) vectors); empty
+        for a run indexed before they were stored or with other windows."""
+        cached = self._matrices.get(("windows", key, spec))
+        if cached is not None:
+            return cached
         out = {}
-        for t in times:
-            row = self.db.execute("select boxes, windows from probe_frames where run_key = ? and abs(t - ?) < 0.0005 "
-                                  "and window_spec = ? limit 1", [key, float(t), spec]).fetchone()
-            if row is not None and row[0] is not None and row[1] is not None:
-                boxes = np.frombuffer(row[0], dtype=np.float64).reshape(-1, 4)
-                out[float(t)] = (boxes, from_blob(row[1]).reshape(len(boxes), -1))
+        for r in self.db.query("select t, boxes, windows from frame_windows where run_key = ? and window_spec = ? "
+                               "order by idx", [key, spec]):
+            boxes = np.frombuffer(r["boxes"], dtype=np.float64).reshape(-1, 4)
+            out[round(float(r["t"]), 3)] = (boxes, from_blob(r["windows"]).reshape(len(boxes), -1))
+        run = self.get_run(key)
+        if run and run["status"] == "done":
+            if len(self._matrices) >= 8:
+                self._matrices.pop(next(iter(self._matrices)))
+            self._matrices[("windows", key, spec)] = out
         return out
+
+    def held_first_frames(self, key: str, spec: str) -> np.ndarray:
+        """Times of the grid frames whose windows the run holds (each shot's first)."""
+        return np.asarray([r[0] for r in self.db.execute(
+            "select t from frame_windows where run_key = ? and window_spec = ? and kind = 'first' order by t",
+            [key, spec])], dtype=np.float64)
 
     def texts(self, key: str) -> list[dict[str, Any]]:
         return list(self.db.query(

@@ -85,11 +85,16 @@ def _m004(db: sqlite_utils.Database) -> None:
     # Frames of the shots the embedding grid under-samples (a shot shorter than the grid step, the head of
     # a shot before its first grid frame), decoded at the keyframe search's zoom rate when the video is
     # indexed: what a question's time zoom would decode there first, read from here instead. Keyed by the
-    # embedding run; ``a`` / ``b`` are the probed range, ``fps`` its rate. Their windows (the spatial
-    # zoom's, ``window_spec`` in words) are embedded too: ``boxes`` (R, 4) float64 fractions, ``windows``
-    # (R, D) float32 unit vectors.
+    # embedding run; ``a`` / ``b`` are the probed range, ``fps`` its rate.
     db["probe_frames"].create(
         {"run_key": str, "idx": int, "a": float, "b": float, "fps": float, "t": float, "embedding": bytes,
-         "jpeg": bytes, "window_spec": str, "boxes": bytes, "windows": bytes},
+         "jpeg": bytes},
+        pk=("run_key", "idx"),
+    )
+    # The spatial zoom's windows of some frames, embedded when the video is indexed (the probe frames, and
+    # the first grid frame of each shot): ``window_spec`` says which windows (in words), ``boxes`` (R, 4)
+    # float64 fractions, ``windows`` (R, D) float32 unit vectors; ``kind`` "probe" or "first".
+    db["frame_windows"].create(
+        {"run_key": str, "idx": int, "t": float, "kind": str, "window_spec": str, "boxes": bytes, "windows": bytes},
         pk=("run_key", "idx"),
     )

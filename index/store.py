@@ -41,7 +41,7 @@ __all__ = ["BUSY_TIMEOUT_S", "Store", "StoreError", "VideoGone", "canonical", "f
 _THREAD_CLAIMS: dict[tuple[str, str], int] = {}
 _THREAD_CLAIMS_LOCK = threading.Lock()
 WRITE_WAIT_FACTOR = 5  # a writer waits this many busy timeouts for the write lock before giving up
-RUN_TABLES = ("scenes", "frames", "captions", "texts", "text_vectors", "probe_frames")  # stage rows, keyed by run_key
+RUN_TABLES = ("scenes", "frames", "captions", "texts", "text_vectors", "probe_frames", "frame_windows")  # stage rows, keyed by run_key
 
 
 class Store(StageRows):

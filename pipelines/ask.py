@@ -197,6 +197,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
             return np.zeros(0), np.zeros((len(subs), 0))
         return np.concatenate(new_t), (np.concatenate(vecs) @ qvecs.T).T
 
+    windows = store.held_windows(run["key"], window_spec()) if clip is not None else {}  # embedded ahead
     params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path and clip is not None else 0,
                              seed=opts.seed)
     srun = store.latest_run(video["id"], "scenes")
@@ -205,7 +206,9 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
                                 bounds=(0.0, float(video["duration"] or times[-1])), scenes=shots,
                                 regions=None if clip is None else
                                 frame_regions(clip, qvecs, stored_frames(store, run["key"], zoom_frames),
-                                              ahead=lambda ts: store.probe_windows(run["key"], ts, window_spec())))
+                                              ahead=lambda ts: {float(x): windows[round(float(x), 3)] for x in ts
+                                                                if round(float(x), 3) in windows},
+                                              held=store.held_first_frames(run["key"], window_spec())))
     result.trace.extend({"media": w} for w in media_warnings)
     if served["ranges"]:
         result.trace.append({"zoom_from_index": dict(served)})

@@ -41,6 +41,7 @@ REGION_ZOOM = 1  # best new frames of each shot in each zoom range whose windows
 REGION_ZOOM_MAX = 0  # of those, at most this many per zoom round, best whole-frame scores first (0: all)
 HEAD_MIN = 0.25  # seconds of a shot's head before its first index frame for it to be probed (SHOT_HEADS)
 SHOT_HEADS = True  # zoom round 1 also decodes each shot's head before its first index frame (hidden short shots)
+REGION_HELD = True  # the index embeds the windows of each shot's first frame; every question scores them
 REGION_NORM = "windows"  # windows z-scored with the index frames' statistics ("frames") or their own ("windows")
 
 # -- answering -------------------------------------------------------------------------------------

@@ -87,14 +87,16 @@ def test_gc_drops_orphans_of_every_kind(cli, indexed):
     store = Store(indexed)
     counts = store.orphan_counts()
     rows = sum(store.db.execute(f"select count(*) from {t}").fetchone()[0] for t in (
-        "runs", "scenes", "frames", "captions", "texts", "text_vectors", "answers", "video_paths", "claims"))
+        "runs", "scenes", "frames", "captions", "texts", "text_vectors", "answers", "video_paths", "claims",
+        "probe_frames", "frame_windows"))
     store.close()
     assert counts["runs"] == len(keys) and counts["video_paths"] == 1 and counts["answers"] == 1
     res = cli("gc", db_path=indexed)
     assert res.exit_code == 0, res.stderr
     consistent(indexed)
     store = Store(indexed)
-    for table in ("runs", "scenes", "frames", "captions", "texts", "text_vectors", "answers", "video_paths"):
+    for table in ("runs", "scenes", "frames", "captions", "texts", "text_vectors", "answers", "video_paths",
+                  "probe_frames", "frame_windows"):
         assert store.db.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
     store.close()
     assert res.stdout.startswith(f"0 videos forgotten; 0 rows of unfinished runs dropped; {rows} orphan rows dropped")

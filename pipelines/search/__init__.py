@@ -30,6 +30,7 @@ from pipelines.search.driver import (
 )
 from pipelines.search.scores import Normalizer, apply_priors, fuse_scores
 from pipelines.search.select import (
+    first_frames,
     frame_budgets,
     merge_ranges,
     sampling_interval,
@@ -40,7 +41,7 @@ from pipelines.search.select import (
 
 __all__ = [
     "ROLES", "ROLE_WEIGHTS", "Densify", "Keyframe", "Normalizer", "SearchParams", "SearchResult", "SubQuery",
-    "apply_priors", "caption_form", "decompose_question", "decompose_with_llm", "frame_budgets", "fuse_scores",
+    "apply_priors", "caption_form", "decompose_question", "decompose_with_llm", "first_frames", "frame_budgets", "fuse_scores",
     "keyframe_search", "merge_ranges", "peak_extent", "sampling_interval", "scene_ids", "select_keyframes",
     "unseen_scene_ranges", "visual_moments", "zoom_ranges",
 ]

@@ -70,6 +70,7 @@ class SearchParams:
     shot_heads: bool = defaults.SHOT_HEADS  # round 1 also probes the head of each shot before its first frame
     region_norm: str = defaults.REGION_NORM  # windows z-scored with the frames' statistics or their own
     moment_band: float | None = defaults.MOMENT_BAND  # `vqa search`: moments this close to the best (None: all)
+    region_held: bool = defaults.REGION_HELD  # index frames whose windows the index holds are scored from the start
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +110,8 @@ class SearchResult:
 
 
 Densify = Callable[[list[tuple[float, float]], float], tuple[np.ndarray, np.ndarray]]
-# regions(times) -> ((Q, M, R) raw sims of R windows of each frame, (R, 4) windows as fractions)
+# regions(times) -> ((Q, M, R) raw sims of R windows of each frame, (R, 4) windows as fractions); an
+# attribute ``held`` (times) may name index frames whose windows cost nothing (embedded ahead by the index)
 Regions = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -135,7 +137,9 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     ``regions``: the spatial zoom. Before the first zoom round the windows of the best frame of each of
     the best shots (``params.region_shots`` of the budget) and of the best frames
     (``params.region_frames`` in all) are scored, and after each round those of the
-    ``params.region_zoom`` best new frames of each shot in each range; a frame whose best window beats it takes that
+    ``params.region_zoom`` best new frames of each shot in each range; with ``params.region_held``, the
+    index frames named by ``regions.held`` (windows the index embedded: each shot's first frame, where a
+    short shot hides) are scored by their windows from the start too; a frame whose best window beats it takes that
     window's score and remembers the window (``Keyframe.region``, and the trace). With
     ``region_norm="windows"`` the windows are z-scored with their own statistics (those of the first
     windows scored), not the whole frames': crops of a frame score higher than the frame in general, so
@@ -192,8 +196,14 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     wnorm: list[Normalizer] = []  # "windows": the statistics of the first windows scored
 
     if regions is not None and params.region_frames > 0 and len(t):
-        info = lift(region_candidates(all_t, all_s, params.region_frames, scenes=scenes, min_gap=interval,
-                                      shot_share=params.region_shots))
+        cand = region_candidates(all_t, all_s, params.region_frames, scenes=scenes, min_gap=interval,
+                                 shot_share=params.region_shots)
+        held = getattr(regions, "held", None) if params.region_held else None
+        if held is not None and len(held):  # windows the index holds: every question scores them
+            keys = {round(float(x), 3) for x in held}
+            chosen = set(cand)
+            cand += [i for i in range(len(t)) if i not in chosen and round(float(all_t[i]), 3) in keys]
+        info = lift(cand)
         if info:
             trace[0]["regions"] = info
             trace[0]["best_score"] = _r(all_s.max())

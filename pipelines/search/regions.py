@@ -162,12 +162,14 @@ def frame_windows(clip, frames: list[np.ndarray], *, grids: Sequence[int] = defa
 def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], list[np.ndarray]], *,
                   grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP,
                   proposals: int = defaults.REGION_PROPOSALS,
-                  ahead: Callable[[np.ndarray], dict] | None = None):
+                  ahead: Callable[[np.ndarray], dict] | None = None, held: np.ndarray | None = None):
     """``regions(times) -> ((Q, M, R) sims, (M, R, 4) windows)`` for ``keyframe_search``: the frames at
     ``times`` come from ``frames_at(times)`` (decoded zoom frames, stored thumbnails...), their windows
     (the grid's and ``proposals`` around what stands out in each) are scored with ``clip`` against
     ``qvecs``. ``ahead(times) -> {time: ((R, 4) windows, (R, D) vectors)}``: frames whose windows were
-    embedded ahead (``frame_windows``, with this spec; the index's probe frames), scored without a crop."""
+    embedded ahead (``frame_windows``, with this spec; the index's probe frames and each shot's first
+    frame), scored without a crop. ``held``: the index frames among those (``regions.held``, which
+    ``keyframe_search`` scores by their windows from the start, since they cost nothing)."""
     q = np.asarray(qvecs, dtype=np.float32)
 
     def regions(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +192,7 @@ def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], lis
                 sims[:, i] = (np.asarray(v, dtype=np.float32) @ q.T).T
         return sims, all_boxes
 
+    regions.held = np.zeros(0) if held is None else np.asarray(held, dtype=np.float64)
     return regions
 
 

@@ -69,6 +69,18 @@ def scene_ids(times: np.ndarray, scenes: Sequence[tuple[float, float]]) -> np.nd
     return out
 
 
+def first_frames(times: np.ndarray, scenes: Sequence[tuple[float, float]]) -> list[int]:
+    """Index (into ``times``) of the first frame of each scene that holds one, in scene order: where a
+    shot too short for the segmenter, merged into the next one, shows on the index's grid."""
+    t = np.asarray(times, dtype=np.float64)
+    ids = scene_ids(t, scenes)
+    out: dict[int, int] = {}
+    for i in np.argsort(t, kind="stable"):
+        if ids[i] >= 0 and int(ids[i]) not in out:
+            out[int(ids[i])] = int(i)
+    return [out[k] for k in sorted(out)]
+
+
 def sampling_interval(times: np.ndarray) -> float:
     """Median spacing of the (index) frame times, 1.0 when it cannot be told."""
     t = np.unique(np.asarray(times, dtype=np.float64))
