@@ -46,7 +46,7 @@ from pipelines import defaults  # noqa: E402
 from pipelines import search as kf  # noqa: E402
 from pipelines.eval.metrics import temporal_metrics  # noqa: E402
 from pipelines.search.regions import frame_regions, frame_windows  # noqa: E402
-from pipelines.stages.media import decode, decode_ranges, probe  # noqa: E402
+from pipelines.stages.media import decode, decode_ranges, probe, ranges_left  # noqa: E402
 
 METHODS = ("uniform", "clip-top", "before", "focus", "search", "moments-before", "moments")
 DELTA = 1.0
@@ -124,40 +124,37 @@ def probe_frames(clip, path: str, info, times: np.ndarray, shots, width: int) ->
 
 def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict, stored: dict | None = None):
     """densify(ranges, fps): decode each range at ``fps``, embed, score against the sub-queries; the
-    decoded frames go to ``pixels`` (time -> frame) for the spatial zoom. A range in ``stored``
-    (``probe_frames``: what the index holds) is read from there, as `vqa ask` reads it."""
+    decoded frames go to ``pixels`` (time -> frame) for the spatial zoom. Frames in ``stored``
+    (``probe_frames``: what the index holds) are read from there and only the rest decoded
+    (``media.ranges_left``), as `vqa ask` does."""
 
-    memo: dict = {}  # (start, end, fps) -> (times, sims): methods of one item share their decoding
+    at: dict[float, np.ndarray] = {}  # time -> sims (Q,): probe frames, and frames decoded for this item
+    probe_px: dict[float, np.ndarray] = {}
+    for key, val in (stored or {}).items():
+        if key == "first":
+            continue
+        ts, embs, thumbs, _, _ = val
+        for t, row, px in zip(ts, embs @ qv.T if len(ts) else [], thumbs):
+            at[round(float(t), 3)] = row
+            probe_px[round(float(t), 3)] = px
 
     def densify(ranges, fps):
-        nt, ns = [], []
-        for a, b in ranges:
-            key = (round(a, 3), round(b, 3), fps)
-            hit = (stored or {}).get((round(a, 3), round(b, 3), round(fps, 3)))
-            if key not in memo and hit is not None:
-                ts, embs, thumbs, _, _ = hit
-                keep = (ts >= a - 1e-6) & (ts <= b + 1e-6)  # as the decoded ranges below are kept
-                memo[key] = (ts[keep], (embs[keep] @ qv.T).T if keep.any() else np.zeros((qv.shape[0], 0)))
-                pixels.update({round(float(t), 3): f for t, f, k in zip(ts, thumbs, keep) if k})
-        todo = [(a, b) for a, b in ranges if (round(a, 3), round(b, 3), fps) not in memo]
+        hand, todo = ranges_left(ranges, fps, info.duration, set(at))
         got = decode_ranges(path, todo, fps=fps, width=width, info=info) if todo else []
-        kept = [[(t, f) for t, f in g if a - 1e-6 <= t <= b + 1e-6] for (a, b), g in zip(todo, got)]
-        frames = [f for g in kept for _, f in g]  # embedded in one batch, as vqa ask's densify does
-        sims = (clip.embed_images(frames) @ qv.T).T if frames else np.zeros((qv.shape[0], 0))
-        at = 0
-        for (a, b), g in zip(todo, kept):  # as vqa ask's densify reads them (one ffmpeg per core a round)
-            for t, f in g:
+        frames = [f for g in got for _, f in g]  # embedded in one batch, as vqa ask's densify does
+        times = [t for g in got for t, _ in g]
+        if frames:
+            for t, f, row in zip(times, frames, clip.embed_images(frames) @ qv.T):
+                at[round(t, 3)] = row
                 pixels[round(t, 3)] = f
-            memo[(round(a, 3), round(b, 3), fps)] = (np.asarray([t for t, _ in g], dtype=np.float64),
-                                                     sims[:, at:at + len(g)])
-            at += len(g)
-        for a, b in ranges:
-            key = (round(a, 3), round(b, 3), fps)
-            nt.append(memo[key][0])
-            ns.append(memo[key][1])
-        if not nt:
+        for t in hand:
+            if round(t, 3) in probe_px:
+                pixels.setdefault(round(t, 3), probe_px[round(t, 3)])
+        keep = sorted({round(t, 3) for t in hand + times
+                       if any(a - 1e-6 <= t <= b + 1e-6 for a, b in ranges)})  # each range's own frames
+        if not keep:
             return np.zeros(0), np.zeros((qv.shape[0], 0))
-        return np.concatenate(nt), np.concatenate(ns, axis=1)
+        return np.asarray(keep, dtype=np.float64), np.stack([at[t] for t in keep]).T
 
     return densify
 

@@ -29,7 +29,7 @@ from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
 from pipelines.search.regions import frame_regions, stored_frames, window_spec
 from pipelines.search.textsearch import TextHit, lines_near, search_text
-from pipelines.stages.media import decode_ranges, probe, read_frame_at
+from pipelines.stages.media import decode_ranges, probe, ranges_left, read_frame_at
 
 PROMPT_TEMPLATE_ID = "vqa-frames-context-v1"
 # The models a question needs (search and answer): while the answerer loads, the others (captioner,
@@ -164,24 +164,27 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     probed: list = []  # probe only when the zoom decodes
     media_warnings: list[str] = []  # decode errors and re-reads, in words: they go into the trace
 
-    # what the index decoded where its grid under-samples the shots: those zoom ranges are read, not decoded
+    # what the index decoded where its grid under-samples the shots: those frames are read, not decoded
     probes = store.probe_frames(run["key"]) if path is not None and clip is not None else {}
+    probe_at = {(round(fps, 3), round(float(t), 3)): v for (_, _, fps), (ts, vs) in probes.items()
+                for t, v in zip(ts, vs)}
     served = {"ranges": 0, "frames": 0}
+    duration = float(video["duration"] or 0.0) or None
 
     def densify(ranges, fps):
         if path is None:
             return np.zeros(0), np.zeros((len(subs), 0))
-        stored = [probes.get((round(a, 3), round(b, 3), round(fps, 3))) for a, b in ranges]
-        todo = [r for r, got in zip(ranges, stored) if got is None]
-        new_t, vecs = [np.asarray(got[0]) for got in stored if got is not None], \
-            [np.asarray(got[1]) for got in stored if got is not None]
-        served["ranges"] += len(ranges) - len(todo)
-        served["frames"] += sum(len(x) for x in new_t)
+        have = {t for f, t in probe_at if f == round(fps, 3)}
+        at_hand, todo = ranges_left(ranges, fps, duration, have)
+        new_t = [np.asarray(at_hand, dtype=np.float64)] if at_hand else []
+        vecs = [np.stack([probe_at[(round(fps, 3), round(t, 3))] for t in at_hand])] if at_hand else []
+        served["ranges"] += sum(1 for a, b in ranges if not any(a <= x <= b or x <= a <= y for x, y in todo))
+        served["frames"] += len(at_hand)
         if todo:
             if not probed:
                 probed.append(probe(path))
             say(f"zooming: decoding {len(todo)} time ranges at {fps:g} fps"
-                + (f" ({len(ranges) - len(todo)} more read from the index)" if len(todo) < len(ranges) else ""))
+                + (f" ({len(at_hand)} frames read from the index)" if at_hand else ""))
             times, frames = [], []
             for got in decode_ranges(path, todo, fps=fps, width=models.profile.decode_width, info=probed[0],
                                      warnings=media_warnings):

@@ -167,3 +167,26 @@ def test_held_frames_are_scored_by_their_windows_from_the_start():
     regions.held = np.asarray([45.0])
     assert 45.0 not in keyframe_search(t, s, params=dataclasses.replace(params, region_held=False), scenes=shots,
                                        regions=regions).times
+
+
+def test_ranges_left_reads_only_what_is_missing(short_shots_video):
+    """Zoom ranges that overlap frames at hand (the index's probe frames) decode only the missing times, and
+    together they are exactly what decoding the whole ranges gives: the same times, the same frames."""
+    from pipelines.stages.media import decode_ranges, probe, ranges_left
+
+    path, _ = short_shots_video
+    info = probe(str(path))
+    ranges = [(2.6, 4.6), (6.64, 7.0), (8.2, 8.3)]
+    whole = {round(t, 3): f for g in decode_ranges(str(path), ranges, fps=4.0, width=160, info=info) for t, f in g}
+    have = {3.5, 3.75, 4.25, 6.75}
+    hand, todo = ranges_left(ranges, 4.0, info.duration, have)
+    assert sorted(hand) == sorted(have)
+    # the grid times 2.75 ... 4.5, 6.75 and 8.25: the runs of missing ones are read, each exactly
+    assert todo == [(2.75, 3.375), (4.0, 4.125), (4.5, 4.625), (8.25, 8.375)]
+    rest = {round(t, 3): f for g in decode_ranges(str(path), todo, fps=4.0, width=160, info=info) for t, f in g}
+    assert not set(rest) & have and sorted(set(rest) | have) == sorted(whole)
+    assert all(np.array_equal(rest[t], whole[t]) for t in rest)
+    hand, todo = ranges_left(ranges, 4.0, info.duration, set())
+    assert hand == [] and todo == [(2.75, 4.625), (6.75, 6.875), (8.25, 8.375)]
+    again = {round(t, 3) for g in decode_ranges(str(path), todo, fps=4.0, width=160, info=info) for t, _ in g}
+    assert sorted(again) == sorted(whole)

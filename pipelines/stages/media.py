@@ -18,7 +18,7 @@ import queue
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,31 @@ def grid(start: float, end: float, fps: float) -> list[float]:
     k0 = int(np.ceil(start * fps - 1e-9))
     k1 = max(k0 + 1, int(np.ceil(end * fps - 1e-9)))
     return [k / fps for k in range(k0, k1)]
+
+
+def ranges_left(ranges: Sequence[tuple[float, float]], fps: float, duration: float | None,
+                have: Container[float]) -> tuple[list[float], list[tuple[float, float]]]:
+    """Split what ``decode_ranges(ranges, fps=fps)`` would read into the times already at hand (``have``:
+    times rounded to the millisecond, e.g. the index's probe frames, which lie on the same ``k / fps``
+    grid) and the ranges still to decode, one per run of consecutive missing times (each still giving
+    exactly those times). Returns (times at hand, ranges to decode)."""
+    step = 1.0 / fps
+    at_hand: list[float] = []
+    todo: list[tuple[float, float]] = []
+    for a, b in ranges:
+        end = a + max(b - a, step)
+        ts = grid(a, min(end, duration) if duration else end, fps)
+        run: list[float] = []
+        for t in ts + [None]:
+            if t is not None and round(t, 3) not in have:
+                run.append(t)
+                continue
+            if run:  # from the run's first time to just past its last: the grid gives exactly the run
+                todo.append((run[0] if run[0] > a else a, run[-1] + step / 2))
+                run = []
+            if t is not None:
+                at_hand.append(t)
+    return at_hand, todo
 
 
 def decode(
