@@ -213,7 +213,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
                                                                 if round(float(x), 3) in windows},
                                               held=store.held_first_frames(run["key"], window_spec())))
     result.trace.extend({"media": w} for w in media_warnings)
-    if served["ranges"]:
+    if served["frames"]:  # ranges: those read whole; frames: all read from the index
         result.trace.append({"zoom_from_index": dict(served)})
     if clip is None:
         result.trace.append({"clip": "not loaded: its weights are random and the answerer reads no frames, so "

@@ -30,7 +30,7 @@ RIVAL_BAND = 0.6  # a peak within this share of the best one's height keeps a ke
 CONTEXT_SPACING = 0.25  # seconds between the keyframes around a confident peak
 
 # spatial zoom: regions of the frames that matter (see search.regions)
-REGION_FRAMES = 8  # frames per question whose regions are scored before the zoom (more lifts more distractors)
+REGION_FRAMES = 4  # frames per question whose windows are cropped before the zoom, besides those the index holds
 REGION_GRID = (2,)  # grids scored per frame: g overlapping square windows across the short side
 REGION_OVERLAP = 0.5  # share of a cell that overlaps its neighbour
 REGION_PROPOSALS = 3  # windows per frame around what stands out from its background (regions.content_boxes)

@@ -122,7 +122,7 @@ def test_the_zoom_reads_them_and_finds_the_same_keyframes(cli, short_shots_video
     outs = {name: search_keyframes(Store(db), models, str(path), "a colour test pattern", [], opts)
             for name, db in (("probes", probes), ("bare", bare), ("all", cli.db))}
     served = [t["zoom_from_index"] for t in outs["probes"].result.trace if "zoom_from_index" in t]
-    assert served and served[0]["ranges"] >= 1 and served[0]["frames"] >= 2
+    assert served and served[0]["frames"] >= 2
     assert not any("zoom_from_index" in t for t in outs["bare"].result.trace)
 
     def rnd(name, r):
