@@ -343,7 +343,6 @@ class Indexer:
         from pipelines.search.select import first_frames
         from pipelines.stages.media import decode_ranges
 
-        started = time.monotonic()
         out: dict[str, list[dict]] = {"probe_frames": [], "frame_windows": []}
         if not shots:
             return out, {}
@@ -383,7 +382,6 @@ class Indexer:
             wins.append({"run_key": key, "idx": len(wins), "t": float(times[j]), "kind": "first", "window_spec": spec,
                          "boxes": np.asarray(boxes[n], dtype=np.float64).tobytes(), "windows": to_blob(wvecs[n])})
         stats["first_frame_windows"] = len(first)
-        stats["probe_seconds"] = round(time.monotonic() - started, 2)
         return out, stats
 
     def _say(self, what: str, done: float, total: float | None = None) -> None:
