@@ -124,7 +124,7 @@ def _index_times(store: Store, models: Models, video: dict) -> np.ndarray:
 
 
 def _rounds(trace: list[dict], zoom_times: list[float], curve_t: np.ndarray, curve_s: np.ndarray) -> list[dict]:
-    """The trace's zoom rounds, each with the frames it decoded (a frame belongs to the first round whose
+    """The trace's zoom rounds, each with the frames it scored (a frame belongs to the first round whose
     ranges hold it) and their scores on the curve."""
     rounds = [dict(r) for r in trace if r.get("round", 0) > 0]
     left = list(zoom_times)

@@ -59,7 +59,7 @@ pre { background: #f7fafc; border: 1px solid #e2e8f0; padding: .6em; overflow: a
 <h2 id="plot">{% if question %}Relevance over time{% else %}Overview{% endif %}</h2>
 <img class="plot" id="plot-image" src="{{ plot_uri }}" alt="relevance curve, scenes and text over time">
 {% if rounds %}
-<table class="small"><tr><th>zoom round</th><th>ranges (s)</th><th>fps</th><th>frames decoded</th><th>best score</th><th>improved</th></tr>
+<table class="small"><tr><th>zoom round</th><th>ranges (s)</th><th>fps</th><th>frames scored (decoded or read from the index)</th><th>best score</th><th>improved</th></tr>
 {% for r in rounds %}<tr><td>{{ r.round }}</td><td>{% for a, b in r.ranges %}{{ "%.2f"|format(a) }}–{{ "%.2f"|format(b) }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>{{ r.fps }}</td><td>{{ r.frames_scored }}</td><td>{{ r.best_score }}</td><td>{{ r.improved }}</td></tr>{% endfor %}
 </table>
