@@ -102,12 +102,11 @@ def probe_frames(clip, path: str, info, times: np.ndarray, shots, width: int) ->
 
     from PIL import Image
 
-    from pipelines.search.driver import unseen_scene_ranges
+    from pipelines.probes import PROBE_FPS, probe_ranges
     from pipelines.stages.segment import to_jpeg
 
-    fps = float(defaults.ZOOM_FPS)
-    ranges = unseen_scene_ranges(times, np.zeros(len(times)), shots, 1 << 30, min_len=1.0 / fps,
-                                 heads=defaults.SHOT_HEADS, head_min=defaults.HEAD_MIN)
+    fps = PROBE_FPS
+    ranges = probe_ranges(times, shots)
     got = decode_ranges(path, ranges, fps=fps, width=width, info=info) if ranges else []
     frames = [f for g in got for _, f in g]
     embs = clip.embed_images(frames) if frames else np.zeros((0, 1), dtype=np.float32)

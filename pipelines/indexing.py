@@ -35,6 +35,7 @@ from pipelines.plan import (  # noqa: F401 - the plan lives in plan.py; these na
     spec_fingerprint,
     stage_status,
 )
+from pipelines.probes import probe_rows
 from pipelines.stages.media import SideStream, VideoInfo, check_file, decode, probe
 from pipelines.stages.segment import FINE_WIDTH, KEEP_FPS, SceneSegmenter, to_jpeg
 from pipelines.stages.stills import same_picture
@@ -312,7 +313,9 @@ class Indexer:
                 srun = self.store.latest_run(video_id, "scenes")
                 shots = [(r["start"], r["end"]) for r in self.store.scenes(srun["key"])] \
                     if srun and srun["status"] == "done" else []
-            probes, probe_stats = self._probe_frames(path, info, key_frames, loading.result(), shots)
+            probes, probe_stats = probe_rows(self.store, key_frames, path, info, loading.result(), shots,
+                                             decode_width=profile.decode_width, thumb_width=opts.thumb_width,
+                                             check_cancel=self._check_cancel)
             self.store.finish_run(key_frames, stats={"frames": sampled[0], "stored": frame_idx[0], "dim": None,
                                                      "profile": profile.name,
                                                      "random_weights": loading.result().random_weights,
@@ -320,69 +323,6 @@ class Indexer:
                                   rows=probes)
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)
-
-    def _probe_frames(self, path: str, info: VideoInfo, key: str, clip, shots: list[tuple[float, float]]
-                      ) -> tuple[dict[str, list[dict]], dict]:
-        """What each question's zoom would otherwise decode and crop first, done once here.
-
-        Probe frames: wherever the embedding grid under-samples the shots (``search.unseen_scene_ranges``:
-        each shot that holds no grid frame, and each shot's head before its first grid frame, where a shot
-        shorter than the segmenter's minimum hides), the frames of the very ranges a question's time zoom
-        asks for first, decoded at the zoom rate and embedded (in a 30-minute video, 16 of a question's 20
-        zoom ranges). Windows (the spatial zoom's, ``regions.frame_windows``) embedded for those frames,
-        cropped from the decoded frames as a question's zoom crops them, and for the first grid frame of
-        each shot, cropped from its stored thumbnail as a question's zoom crops an index frame: where a
-        short shot merged into the next one shows, and where a small target among others in a shot that
-        ranks low as a whole is seen; every question scores them at no cost (``keyframe_search``'s
-        ``regions.held``). A few dozen short reads and a few small crops per shot after the decode pass."""
-        from PIL import Image
-
-        from pipelines import defaults
-        from pipelines.search.driver import unseen_scene_ranges
-        from pipelines.search.regions import frame_windows, window_spec
-        from pipelines.search.select import first_frames
-        from pipelines.stages.media import decode_ranges
-
-        out: dict[str, list[dict]] = {"probe_frames": [], "frame_windows": []}
-        if not shots:
-            return out, {}
-        times, _ = self.store._read_frame_matrix(key)
-        fps = float(defaults.ZOOM_FPS)
-        spec = window_spec()
-        ranges = unseen_scene_ranges(times, np.zeros(len(times)), shots, 1 << 30, min_len=1.0 / fps,
-                                     heads=defaults.SHOT_HEADS, head_min=defaults.HEAD_MIN)
-        stats: dict = {"probe_ranges": 0}
-        wins = out["frame_windows"]
-        if ranges:
-            self._check_cancel()
-            try:
-                got = decode_ranges(path, ranges, fps=fps, width=self.models.profile.decode_width, info=info)
-            except MediaError as e:  # the questions decode these ranges themselves, and say what goes wrong
-                got, stats["probe_error"] = [], e.message
-            frames = [f for g in got for _, f in g]
-            vecs = clip.embed_images(frames) if frames else []
-            boxes, wvecs = frame_windows(clip, frames)
-            i = 0
-            for (a, b), g in zip(ranges, got):
-                for t, f in g:
-                    out["probe_frames"].append({"run_key": key, "idx": i, "a": float(a), "b": float(b), "fps": fps,
-                                                "t": float(t), "embedding": to_blob(vecs[i]),
-                                                "jpeg": to_jpeg(f, self.opts.thumb_width)})
-                    wins.append({"run_key": key, "idx": len(wins), "t": float(t), "kind": "probe",
-                                 "window_spec": spec, "boxes": np.asarray(boxes[i], dtype=np.float64).tobytes(),
-                                 "windows": to_blob(wvecs[i])})
-                    i += 1
-            stats.update(probe_ranges=len(ranges) if got else 0, probe_frames=i)
-        self._check_cancel()
-        first = first_frames(times, shots)
-        jpegs = self.store.frame_jpegs(key, [float(times[j]) for j in first])
-        thumbs = [np.asarray(Image.open(io.BytesIO(jpegs[float(times[j])])).convert("RGB")) for j in first]
-        boxes, wvecs = frame_windows(clip, thumbs)
-        for n, j in enumerate(first):
-            wins.append({"run_key": key, "idx": len(wins), "t": float(times[j]), "kind": "first", "window_spec": spec,
-                         "boxes": np.asarray(boxes[n], dtype=np.float64).tobytes(), "windows": to_blob(wvecs[n])})
-        stats["first_frame_windows"] = len(first)
-        return out, stats
 
     def _say(self, what: str, done: float, total: float | None = None) -> None:
         """Progress of a stage after the decode, in words and video seconds (the bar never sits at 100%)."""
