@@ -120,16 +120,22 @@ def clip_region_scorer(clip, qvecs: np.ndarray, boxes: np.ndarray) -> RegionScor
         r = per.shape[1] if per.ndim == 3 else 0
         if not frames or not r:
             return np.zeros((q.shape[0], len(frames), r), dtype=np.float32)
-        # a window listed twice for a frame (the padding of frame_boxes) is embedded once
-        crops, where = [], np.zeros((len(frames), r), dtype=np.int64)
-        for m, (f, bs) in enumerate(zip(frames, per)):
-            uniq, inverse = np.unique(np.asarray(bs), axis=0, return_inverse=True)
-            where[m] = len(crops) + inverse.reshape(-1)
-            crops += [np.ascontiguousarray(crop(f, b)) for b in uniq]
-        emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
-        return (emb[where.reshape(-1)] @ q.T).T.reshape(q.shape[0], len(frames), r)
+        emb = _embed_windows(clip, frames, per)
+        return (emb.reshape(-1, emb.shape[-1]) @ q.T).T.reshape(q.shape[0], len(frames), r)
 
     return scorer
+
+
+def _embed_windows(clip, frames: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    """(M, R, D) embeddings of each frame's windows ``boxes`` (M, R, 4), in one batch; a window listed twice
+    for a frame (the padding of ``frame_boxes``) is embedded once."""
+    crops, where = [], np.zeros(boxes.shape[:2], dtype=np.int64)
+    for m, (f, bs) in enumerate(zip(frames, boxes)):
+        uniq, inverse = np.unique(np.asarray(bs), axis=0, return_inverse=True)
+        where[m] = len(crops) + inverse.reshape(-1)
+        crops += [np.ascontiguousarray(crop(f, b)) for b in uniq]
+    emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
+    return emb[where.reshape(-1)].reshape(*boxes.shape[:2], -1)
 
 
 def window_spec(grids: Sequence[int] = defaults.REGION_GRID, overlap: float = defaults.REGION_OVERLAP,
@@ -150,13 +156,7 @@ def frame_windows(clip, frames: list[np.ndarray], *, grids: Sequence[int] = defa
     h, w = frames[0].shape[:2]
     grid = region_boxes(grids, overlap, aspect=w / h)
     boxes = np.stack([frame_boxes(f, grid, proposals) for f in frames])
-    crops, where = [], np.zeros(boxes.shape[:2], dtype=np.int64)
-    for m, (f, bs) in enumerate(zip(frames, boxes)):
-        uniq, inverse = np.unique(bs, axis=0, return_inverse=True)
-        where[m] = len(crops) + inverse.reshape(-1)
-        crops += [np.ascontiguousarray(crop(f, b)) for b in uniq]
-    emb = np.asarray(clip.embed_images(crops), dtype=np.float32)
-    return boxes, emb[where.reshape(-1)].reshape(*boxes.shape[:2], -1)
+    return boxes, _embed_windows(clip, frames, boxes)
 
 
 def frame_regions(clip, qvecs: np.ndarray, frames_at: Callable[[np.ndarray], list[np.ndarray]], *,
