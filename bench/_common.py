@@ -51,12 +51,13 @@ def bench_env(home: Path) -> dict:
     return env
 
 
-def index_fresh(target: Path, *args: str) -> tuple[float, int]:
-    """``vqa index TARGET ARGS...`` on a fresh database: (wall seconds, peak RSS MiB); exits on failure."""
+def index_fresh(target: Path, *args: str, env: dict | None = None) -> tuple[float, int]:
+    """``vqa index TARGET ARGS...`` on a fresh database (``env``: more environment): (wall seconds, peak RSS
+    MiB); exits on failure."""
     home = Path(tempfile.mkdtemp(prefix="vqa-bench-"))
     try:
         wall, rss, rc = run_measured([*vqa_cmd(), "index", str(target), "--db", str(home / "vqa.db"), *args],
-                                     env=bench_env(home))
+                                     env={**bench_env(home), **(env or {})})
         if rc != 0:
             raise SystemExit(f"vqa index {target} {' '.join(args)} failed (exit {rc})")
         return wall, rss

@@ -15,11 +15,13 @@ Usage: python bench/index_speed.py [--minutes 10] [--long 60] [--short 6] [--ski
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 
 from _common import index_fresh, long_video, run_measured
 
-from pipelines.stages.media import ffmpeg_binary
+from pipelines.stages.media import ffmpeg_binary, ffmpeg_choice
 
 
 def index_once(video: Path) -> tuple[float, int]:
@@ -45,6 +47,14 @@ def main() -> None:
     print(f"ffmpeg -i VIDEO -f null -   : {ff:7.1f} s")
     print(f"vqa index --profile tiny    : {wall:7.1f} s  (peak RSS {rss} MiB)")
     print(f"time ratio index / decode   : {wall / ff:7.2f}   (target <= 1.10)")
+    choice = ffmpeg_choice()
+    print(f"ffmpeg: {choice.describe()}")
+    other = shutil.which("ffmpeg")
+    if other and os.path.realpath(other) != os.path.realpath(choice.path):  # the one passed over, for reference
+        ff2, _, _ = run_measured([other, "-hide_banner", "-nostdin", "-i", str(video), "-f", "null", "-"])
+        wall2, _ = index_fresh(video, "--profile", "tiny", env={"VQA_FFMPEG": other})
+        print(f"with {other}: plain decode {ff2:.1f} s, vqa index {wall2:.1f} s = {wall2 / ff2:.2f}; "
+              f"the chosen ffmpeg's vqa index / this plain decode {wall / ff2:.2f}")
     if a.skip_memory:
         return
     short = long_video(a.short, size="640x360", rate=25, scene_s=20)

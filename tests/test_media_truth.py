@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -235,6 +236,38 @@ def test_a_path_ffmpeg_that_does_not_run_is_passed_over(fresh_choice, monkeypatc
     monkeypatch.setenv("PATH", f"{fake_dir}{os.pathsep}{os.environ['PATH']}")
     choice = ffmpeg_bin.ffmpeg_choice()
     assert choice.path == _bundled() and "does not run" in choice.note
+
+
+def _release(path: str) -> tuple[int, int] | None:
+    return ffmpeg_bin.version_of(path)[1]
+
+
+def test_a_path_ffmpeg_older_than_the_threaded_one_gives_way_to_the_bundled(fresh_choice, monkeypatch):
+    system = shutil.which("ffmpeg", path="/usr/bin:/usr/local/bin:/bin")
+    if not system or not (ffmpeg_bin.MIN_VERSION <= (_release(system) or (99, 0)) < ffmpeg_bin.THREADED_VERSION):
+        pytest.skip("needs a system ffmpeg from 4.2 to 6.x (Debian 12 has 5.1)")
+    if (_release(_bundled()) or (0, 0)) < ffmpeg_bin.THREADED_VERSION:
+        pytest.skip("the bundled ffmpeg is older than 7.0")
+    monkeypatch.delenv("VQA_FFMPEG", raising=False)
+    monkeypatch.setenv("PATH", f"{os.path.dirname(system)}{os.pathsep}{os.environ['PATH']}")
+    choice = ffmpeg_bin.ffmpeg_choice()
+    assert choice.path == _bundled() and choice.source.startswith("bundled")
+    assert system in choice.note and f"VQA_FFMPEG={system}" in choice.note  # says which one it passed over
+    monkeypatch.setenv("VQA_FFMPEG", system)  # and the user can still have it
+    ffmpeg_bin.ffmpeg_choice.cache_clear()
+    assert ffmpeg_bin.ffmpeg_choice().path == system
+
+
+def test_a_threaded_path_ffmpeg_is_kept(fresh_choice, monkeypatch, tmp_path):
+    if (_release(_bundled()) or (0, 0)) < ffmpeg_bin.THREADED_VERSION:
+        pytest.skip("the bundled ffmpeg is older than 7.0")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ffmpeg").symlink_to(_bundled())  # a real ffmpeg >= 7.0 on PATH
+    monkeypatch.delenv("VQA_FFMPEG", raising=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    choice = ffmpeg_bin.ffmpeg_choice()
+    assert choice.path == str(bin_dir / "ffmpeg") and choice.source == "PATH" and choice.note == ""
 
 
 def test_a_missing_vqa_ffmpeg_is_one_line(cli, fresh_choice, monkeypatch, tmp_path, variant):

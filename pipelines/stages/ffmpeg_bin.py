@@ -2,7 +2,9 @@
 
 Order: ``VQA_FFMPEG`` (a path or a command name) if set; else the ``ffmpeg`` on PATH when it is at least
 ``MIN_VERSION``; else the binary that the ``imageio-ffmpeg`` package ships; a PATH ffmpeg older than
-``MIN_VERSION`` is used only when no bundled binary exists. ``vqa doctor`` prints the choice and why.
+``MIN_VERSION`` is used only when no bundled binary exists. A PATH ffmpeg older than ``THREADED_VERSION``
+gives way to a bundled one that is not (see there), unless only the PATH one can decode on the GPU this
+machine has. ``vqa doctor`` prints the choice and why.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from pipelines.errors import MediaError
 # filter's round/eof_action, the h264 decoder's x264_build): all present from 4.2 on; tested with 4.2,
 # 5.1 (Debian 12) and 9.0.
 MIN_VERSION = (4, 2)
+# From 7.0 on, ffmpeg decodes, filters and writes each output in threads of its own; before, the filter
+# graph ran on the main thread between decoded frames. vqa's index pass is one graph with three outputs
+# (bench/index_speed.py, 10-min 720p, the graph alone: 1.46x the plain decode with 5.1, 1.20x with 9.0;
+# the whole `vqa index` 24.0 s with 5.1, 20.8 s with 9.0), and each short read starts a process (the
+# Debian 5.1 build, dynamically linked, takes 70-100 ms to start; the static bundled one 10-20 ms).
+THREADED_VERSION = (7, 0)
 # libavcodec major -> ffmpeg release, for builds whose version string is a git hash
 _LAVC_TO_RELEASE = {56: (2, 8), 57: (3, 4), 58: (4, 4), 59: (5, 1), 60: (6, 1), 61: (7, 1), 62: (8, 0)}
 
@@ -87,8 +95,15 @@ def ffmpeg_choice() -> FFmpeg:
         except MediaError as e:
             text, rel, passed_over = "", None, f"the ffmpeg on PATH ({found}) does not run: {e}"
         if not passed_over:
-            if rel is None or rel >= MIN_VERSION:
+            if rel is None or rel >= THREADED_VERSION:
                 return FFmpeg(found, text, rel, "PATH")
+            if rel >= MIN_VERSION:
+                faster = _threaded_bundled(found)
+                if faster is None:
+                    return FFmpeg(found, text, rel, "PATH")
+                return FFmpeg(*faster, "bundled (imageio-ffmpeg)",
+                              f"the ffmpeg on PATH ({found}, {text}) is older than {_v(THREADED_VERSION)}, "
+                              f"whose threaded pipeline indexes faster; VQA_FFMPEG={found} uses it")
             passed_over = f"the ffmpeg on PATH ({found}, {text}) is older than {_v(MIN_VERSION)}"
     bundled = _bundled()
     if bundled:
@@ -98,6 +113,24 @@ def ffmpeg_choice() -> FFmpeg:
         text, rel = version_of(found)
         return FFmpeg(found, text, rel, "PATH", f"older than {_v(MIN_VERSION)} and no bundled binary: may fail")
     raise MediaError("ffmpeg not found: install ffmpeg (>= 4.2) or the imageio-ffmpeg package, or set VQA_FFMPEG")
+
+
+def _threaded_bundled(path_ffmpeg: str) -> tuple[str, str, tuple[int, int]] | None:
+    """The bundled ffmpeg (path, version, release) when it is at least ``THREADED_VERSION`` and can do what
+    the PATH one would do here: where a CUDA device is visible and only the PATH one lists the cuda hwaccel,
+    None (decoding on the GPU is worth more than the threads)."""
+    bundled = _bundled()
+    if not bundled:
+        return None
+    try:
+        text, rel = version_of(bundled)
+    except MediaError:
+        return None
+    if rel is None or rel < THREADED_VERSION:
+        return None
+    if cuda_visible() and "cuda" in hwaccels(path_ffmpeg) and "cuda" not in hwaccels(bundled):
+        return None
+    return bundled, text, rel
 
 
 def _v(rel: tuple[int, int]) -> str:
