@@ -23,7 +23,8 @@ Per item, the question is decomposed and every method picks K keyframes:
   the whole search).
 
 Prints hit, precision and F1 @ +-1 s for all items and per group (evidence < 1 s or not; needle alone or
-among others), frames scored and seconds per item (with ``--repeat N`` the median of N runs from scratch: latency). A measuring tool only: the product never imports it.
+among others), frames scored and seconds per item (the JSON also gives, per item, the best score on the
+evidence and how many other shots score above it: whether a miss was never seen or seen and outranked) (with ``--repeat N`` the median of N runs from scratch: latency). A measuring tool only: the product never imports it.
 """
 
 from __future__ import annotations
@@ -201,8 +202,14 @@ def curve_stats(res, evidence, shots) -> dict:
     s1 = float(s[top[0]])
     s2 = float(s[top[1]]) if len(top) > 1 else None
     on = evidence[0] - DELTA <= t[top[0]] <= evidence[1] + DELTA
+    inside = (t >= evidence[0]) & (t <= evidence[1])
+    ev = float(s[inside].max()) if inside.any() else None  # the evidence's best frame, and how many shots beat it
+    above = None
+    if ev is not None and groups is not None:
+        above = len({int(g) for g, x, i in zip(groups, s, inside) if x > ev and not i and g >= 0})
     return {"s1": round(s1, 3), "s2": None if s2 is None else round(s2, 3), "median": round(float(np.median(s)), 3),
-            "best_on_evidence": bool(on)}
+            "best_on_evidence": bool(on), "evidence_best": None if ev is None else round(ev, 3),
+            "evidence_frames": int(inside.sum()), "shots_above": above}
 
 
 def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
@@ -311,6 +318,8 @@ def main() -> None:
                                                            "decoding and embedding) and report the median")
     ap.add_argument("--no-probes", action="store_true", help="decode every zoom range at question time (as "
                                                               "an index made before probe frames were stored)")
+    ap.add_argument("--held-every", type=int, default=0, help="also hold the windows of every N-th index frame "
+                                                               "(measuring; the index holds each shot's first)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     PROPOSALS[0] = args.proposals
@@ -359,6 +368,8 @@ def main() -> None:
         stored = probe_frames(clip, path, info, times, shots, args.width) if not args.no_probes else {}
         if not args.no_probes and shots:  # and the windows of each shot's first frame, as the index holds them
             first = kf.first_frames(times, shots)
+            if args.held_every:  # measuring: windows of more index frames held (the index holds the first)
+                first = sorted(set(first) | set(range(0, len(times), args.held_every)))
             fb, fv = frame_windows(clip, [frames[i] for i in first], grids=GRIDS[0], overlap=OVERLAP[0],
                                    proposals=PROPOSALS[0])
             stored["first"] = (times[first], None, None, fb, fv)
