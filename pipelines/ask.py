@@ -25,6 +25,7 @@ from index.store import Store
 from pipelines import defaults
 from pipelines import search as kf
 from pipelines.backends.profiles import Models, is_random
+from pipelines.closeups import answer_images, closeup_rows, closeups
 from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
 from pipelines.search.regions import frame_regions, stored_frames, window_spec
@@ -54,6 +55,7 @@ class AskOptions:
     # votes could change nothing: keyframes then follow what is said and written, spread over the video);
     # "on": always searched with the CLIP
     visual: str = "auto"
+    closeups: int = defaults.CLOSEUPS  # keyframes whose matching region is also given as a close-up
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,9 +300,13 @@ class Asker:
             frames = self._frames(path, video, kfs, search.zoom_frames if search else {}, media_warnings)
         else:
             frames = []
-        t2 = time.perf_counter()
         total = opts.total_pixels or len(kfs) * defaults.FRAME_PIXELS
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
+        close = closeups(path, probe(path), kfs, budgets, opts.closeups, warnings=media_warnings) \
+            if frames and path and any(k.region for k in kfs) else []
+        images, times, image_budgets, labels = answer_images(frames, kfs, close, total)
+        budgets = image_budgets[:len(kfs)]
+        t2 = time.perf_counter()
         scenes = _scenes(self.store, video["id"])
         used_scene_ids = sorted({_scene_of(scenes, k.t) for k in kfs} - {None})
         context: list[ContextLine] = []
@@ -328,17 +334,17 @@ class Asker:
             answerer = self.models.answerer()
             say(f"answering with {answerer.name or self.models.profile.answerer} from {len(frames)} frames and "
                 f"{len(context)} lines")
-            req = AnswerRequest(question=question, options=list(options or []), frames=frames,
-                                timestamps=[k.t for k in kfs], context=context, pixel_budgets=budgets,
+            req = AnswerRequest(question=question, options=list(options or []), frames=images,
+                                timestamps=times, context=context, pixel_budgets=image_budgets,
                                 seed=opts.seed, max_new_tokens=opts.max_new_tokens,
-                                relevance=self._relevance(question, context))
+                                relevance=self._relevance(question, context), labels=labels)
             ans = answerer.answer(req)
         shown = answer_fields(ans)
         t3 = time.perf_counter()
         saved, problems = [], []
         if save_frames:  # a folder that cannot take them costs the frames, never the answer or its log
             try:
-                saved = self._save(save_frames, frames, kfs)
+                saved = self._save(save_frames, frames, kfs, close)
             except OSError as e:
                 why = "not a folder" if os.path.exists(save_frames) and not os.path.isdir(save_frames) else e.strerror
                 problems.append(f"{save_frames}: keyframes not saved ({why or e}); --save-frames needs a folder")
@@ -349,6 +355,7 @@ class Asker:
             "answer": shown,
             "keyframes": [{**k.as_dict(), "scene": _scene_of(scenes, k.t), "pixels": b,
                            **({"image": saved[i]} if saved else {})} for i, (k, b) in enumerate(zip(kfs, budgets))],
+            "closeups": closeup_rows(kfs, close, image_budgets, saved),
             "scenes": [{"scene": s["idx"] + 1, "start": round(s["start"], 3), "end": round(s["end"], 3),
                         "caption": s["caption"], "caption_random_weights": s["caption_random_weights"]}
                        for s in scenes if s["idx"] + 1 in used_scene_ids],
@@ -404,11 +411,12 @@ class Asker:
             return list(pool.map(one, kfs))
 
     @staticmethod
-    def _save(folder: str, frames, kfs) -> list[str]:
+    def _save(folder: str, frames, kfs, close=()) -> list[str]:
         os.makedirs(folder, exist_ok=True)
         out = []
-        for im, k in zip(frames, kfs):
-            p = os.path.join(folder, f"frame_{k.t:010.3f}s.jpg")
+        for im, name in [*((im, f"frame_{k.t:010.3f}s") for im, k in zip(frames, kfs)),
+                         *((im, f"frame_{kfs[i].t:010.3f}s_closeup") for i, im in close)]:
+            p = os.path.join(folder, f"{name}.jpg")
             im.save(p, quality=90)
             out.append(p)
         return out

@@ -47,6 +47,7 @@ REGION_NORM = "windows"  # windows z-scored with the index frames' statistics ("
 # -- answering -------------------------------------------------------------------------------------
 FRAME_WIDTH = 448  # width of the frames given to the answerer (before per-frame budgets)
 FRAME_PIXELS = 448 * 252  # mean pixel budget per frame (QuoTA budgets share K times this)
+CLOSEUPS = 2  # keyframes whose matching region the answerer also gets as a close-up (see pipelines.closeups)
 CONTEXT_LINES = 12  # timed lines of speech / screen text / captions given as context
 MAX_NEW_TOKENS = 64
 

@@ -68,7 +68,12 @@ def _print_answer(r: dict) -> None:
     for k in r["keyframes"]:
         extra = f"  {k['image']}" if k.get("image") else ""
         zoom = f", zoom round {k['round']}" if k["round"] else ""
-        typer.echo(f"  {_fmt(k['t'])}  score {k['score']:+.2f}  scene {k['scene']}{zoom}{extra}")
+        region = "  region " + ",".join(f"{x:.2f}" for x in k["region"]) if k.get("region") else ""
+        typer.echo(f"  {_fmt(k['t'])}  score {k['score']:+.2f}  scene {k['scene']}{zoom}{region}{extra}")
+    for c in r.get("closeups") or []:
+        extra = f"  {c['image']}" if c.get("image") else ""
+        typer.echo(f"  close-up of keyframe {c['keyframe']} ({_fmt(c['t'])}): {c['size'][0]}x{c['size'][1]} px "
+                   f"of the source{extra}")
     if r["context"]:
         typer.echo("Evidence lines:")
         for c in r["context"]:
@@ -134,6 +139,8 @@ def ask(
                                                                       "one question per line.")] = None,
     batch: Annotated[Path | None, typer.Option("--batch", help="JSON Lines of {id, video, question, options}.")] = None,
     save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Write the keyframes here.")] = None,
+    closeups: Annotated[int, typer.Option("--closeups", min=0, help="Keyframes whose matching region the answerer "
+                                                                    "also sees up close.")] = defaults.CLOSEUPS,
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report of this answer "
                                                                 "(its plot beside it as .png).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = defaults.MAX_NEW_TOKENS,
@@ -186,7 +193,7 @@ def ask(
         err("error: --decompose must be 'rules' or 'llm'")
         raise typer.Exit(2)
     opts = AskOptions(k=frames, seed=seed, zoom_rounds=zoom_rounds, max_new_tokens=max_new_tokens,
-                      use_text=not no_text, decompose=decompose)
+                      use_text=not no_text, decompose=decompose, closeups=closeups)
     failed = 0
     bar = StderrProgress(progress)
     with errors_to_exit(), open_store(db) as store, _words_on_stderr(bar):

@@ -37,11 +37,14 @@ class AnswerRequest:
     seed: int = 0
     max_new_tokens: int = 64
     relevance: list[float] | None = None  # per context line: sentence-embedding similarity to the question
+    labels: list[str] | None = None  # per frame, what the model reads before it (default "Frame i at t:")
 
     def __post_init__(self):
         # Frames may be left out (text-only answerers), but what is given must line up with the timestamps.
         if self.frames and len(self.frames) != len(self.timestamps):
             raise ValueError(f"{len(self.frames)} frames but {len(self.timestamps)} timestamps")
+        if self.labels is not None and len(self.labels) != len(self.timestamps):
+            raise ValueError(f"{len(self.labels)} labels but {len(self.timestamps)} timestamps")
         if self.pixel_budgets is not None and len(self.pixel_budgets) != len(self.timestamps):
             raise ValueError(f"{len(self.pixel_budgets)} pixel budgets but {len(self.timestamps)} timestamps")
 

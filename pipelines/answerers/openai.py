@@ -20,7 +20,7 @@ from pipelines.answerers.prompt import (
     budgets_of,
     finish,
     fit_to_budget,
-    frame_label,
+    frame_labels,
     prompt_body,
     query_of,
     select_context,
@@ -50,11 +50,11 @@ class OpenAIAnswerer(Answerer):
         content: list[dict[str, Any]] = []
         shown: list[str] = []
         sizes: list[tuple[int, int]] = []
-        for i, (img, t, b) in enumerate(zip(req.frames, req.timestamps, budgets_of(req), strict=False)):
+        for img, label, b in zip(req.frames, frame_labels(req), budgets_of(req), strict=False):
             img = fit_to_budget(img, b)
-            content.append({"type": "text", "text": frame_label(i, t)})
+            content.append({"type": "text", "text": label})
             content.append({"type": "image_url", "image_url": {"url": jpeg_data_url(img)}})
-            shown += [frame_label(i, t), "<image>"]
+            shown += [label, "<image>"]
             sizes.append(img.size)
         body = prompt_body(req, context)
         content.append({"type": "text", "text": body})

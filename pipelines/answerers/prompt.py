@@ -41,6 +41,16 @@ def frame_label(i: int, t: float) -> str:
     return f"Frame {i + 1} at {fmt_time(t)}:"
 
 
+def closeup_label(i: int, t: float) -> str:
+    """The label of a close-up of frame ``i`` (0-based) at ``t``: the region that matched, at a higher resolution."""
+    return f"Close-up of frame {i + 1} at {fmt_time(t)} (the region that matched):"
+
+
+def frame_labels(req: AnswerRequest) -> list[str]:
+    """What the model reads before each frame: the request's own labels, else "Frame i at t:"."""
+    return list(req.labels) if req.labels is not None else [frame_label(i, t) for i, t in enumerate(req.timestamps)]
+
+
 def render_context(lines: Sequence[ContextLine]) -> str:
     return "\n".join(f"[{c.start:.1f}-{c.end:.1f} s] {SOURCE_LABELS.get(c.source, c.source.title())}: {c.text}"
                      for c in lines)
@@ -81,8 +91,12 @@ def top_frames(timestamps: Sequence[float], budgets: Sequence[int] | None, k: in
     """The frames given the most pixels (the most relevant, as the search ranked them); all if no budgets."""
     if not budgets or len(budgets) != len(timestamps):
         return sorted(timestamps)
-    order = sorted(range(len(timestamps)), key=lambda i: (-budgets[i], i))[:k]
-    return sorted(timestamps[i] for i in order)
+    order = sorted(range(len(timestamps)), key=lambda i: (-budgets[i], i))
+    out: list[float] = []
+    for i in order:  # a frame and its close-up are one moment
+        if timestamps[i] not in out and len(out) < k:
+            out.append(timestamps[i])
+    return sorted(out)
 
 
 def cite(answer_text: str, question: str, context: Sequence[ContextLine], timestamps: Sequence[float],

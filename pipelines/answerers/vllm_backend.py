@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipelines.answerers.base import Answer, Answerer, AnswerRequest
-from pipelines.answerers.prompt import budgets_of, finish, frame_label, prompt_body, query_of, select_context
+from pipelines.answerers.prompt import budgets_of, finish, frame_labels, prompt_body, query_of, select_context
 from pipelines.backends.loads import record_load
 from pipelines.backends.locate import first_line, locate_model, marked_random, read_config
 from pipelines.errors import ModelError
@@ -33,8 +33,8 @@ def _require_vllm():
 def content_of(req: AnswerRequest, images: Sequence[Any], image_part, context) -> list[dict[str, Any]]:
     """The user turn: each frame after its time label, then the timed context and the question."""
     content: list[dict[str, Any]] = []
-    for i, (t, im) in enumerate(zip(req.timestamps, images)):
-        content += [{"type": "text", "text": frame_label(i, t)}, image_part(im)]
+    for label, im in zip(frame_labels(req), images):
+        content += [{"type": "text", "text": label}, image_part(im)]
     content.append({"type": "text", "text": ("\n" if images else "") + prompt_body(req, context)})
     return content
 

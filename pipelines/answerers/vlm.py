@@ -10,7 +10,7 @@ from pipelines.answerers.prompt import (
     budgets_of,
     finish,
     fit_to_budget,
-    frame_label,
+    frame_labels,
     prompt_body,
     query_of,
     select_context,
@@ -72,8 +72,8 @@ class TransformersVLM(Answerer):
         torch = self._torch
         context = select_context(req.context, query_of(req), max_lines=self.max_context_lines)
         content: list[dict[str, Any]] = []
-        for i, t in enumerate(req.timestamps[:len(req.frames)]):
-            content += [{"type": "text", "text": frame_label(i, t)}, {"type": "image"}]
+        for label in frame_labels(req)[:len(req.frames)]:
+            content += [{"type": "text", "text": label}, {"type": "image"}]
         content.append({"type": "text", "text": ("\n" if req.frames else "") + prompt_body(req, context)})
         prompt = self.processor.apply_chat_template([{"role": "user", "content": content}],
                                                     add_generation_prompt=True)
