@@ -232,7 +232,11 @@ class Indexer:
             # CLIP loads (imports included: seconds) in a thread while ffmpeg starts decoding and the
             # scenes are analysed; sampled frames wait in a bounded buffer until it is ready, and a
             # model that cannot load fails the stage at the first flush.
-            loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqa-load").submit(self.models.clip)
+            loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqa-load")
+            loading = loader.submit(self.models.clip)
+            if "captions" in todo:  # then the captioner, in the same thread, when it would stay beside the CLIP
+                loader.submit(self._load_ahead, "clip", "captioner")
+            loader.shutdown(wait=False)
 
             def flush(final: bool = False) -> None:
                 # The last picture stays buffered until the decode ends or the picture changes: the
@@ -323,6 +327,16 @@ class Indexer:
                                   rows=probes)
         if scanner is not None:
             self._finish_ocr(video_id, todo["ocr"], scanner, duration)
+
+    def _load_ahead(self, loaded: str, stage: str) -> None:
+        """Load the model of a later ``stage`` now (behind the decode), when the models' policy keeps the
+        ``loaded`` one beside it anyway (small, on the CPU): its imports and weights cost the decode's
+        idle moments instead of a wait after it. Any failure is left to the stage itself to report."""
+        try:
+            if self.models.keeps(loaded):
+                getattr(self.models, stage)()
+        except Exception:  # noqa: BLE001 - the stage loads it again and says what went wrong
+            pass
 
     def _say(self, what: str, done: float, total: float | None = None) -> None:
         """Progress of a stage after the decode, in words and video seconds (the bar never sits at 100%)."""

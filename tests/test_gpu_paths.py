@@ -85,6 +85,21 @@ def test_never_keeps_the_clip_alive_beside_the_captioner(tmp_path, small_video):
     assert models.loaded() == ["captioner", "clip"]
 
 
+def test_the_captioner_loads_behind_the_decode_only_where_it_stays_beside_the_clip(tmp_path, small_video):
+    """A model the policy keeps beside the CLIP anyway loads in the loader thread while ffmpeg decodes (its
+    seconds hidden); under "always" (the CLIP must go first) it still loads after the decode, on its own."""
+    import threading
+
+    where = {}
+    for free in ("never", "always"):
+        models = Models(get_profile("tiny"), free=free)
+        models.on_event(lambda event, stage, _m, free=free: where.setdefault((free, event, stage),
+                                                                            threading.current_thread().name))
+        _index(tmp_path / free, models, small_video)
+    assert where[("never", "loading", "captioner")].startswith("vqa-load")
+    assert where[("always", "loading", "captioner")] == threading.main_thread().name
+
+
 def test_auto_keeps_small_cpu_models_and_frees_what_is_big(tmp_path, small_video, monkeypatch):
     monkeypatch.delenv("VQA_FREE_MODELS", raising=False)
     models = Models(get_profile("tiny"))

@@ -260,6 +260,12 @@ class Models:
                 self._emit("freed", s, None)
         return dropped
 
+    def keeps(self, stage: str) -> bool:
+        """Whether the loaded model of ``stage`` stays when another one loads (the policy would not free
+        it); False when it is not loaded."""
+        with self._lock:
+            return stage in self._cache and self._cache[stage] is not None and not self._worth_freeing(stage)
+
     def _worth_freeing(self, stage: str) -> bool:
         if self.free == "never":
             return False
