@@ -100,6 +100,36 @@ def test_the_captioner_loads_behind_the_decode_only_where_it_stays_beside_the_cl
     assert where[("always", "loading", "captioner")] == threading.main_thread().name
 
 
+def test_a_slow_load_holds_only_its_own_model():
+    """The CLIP loading in the loader thread (seconds of imports) used to hold the models' one lock, so the
+    OCR the decode needs first waited for it; now a load holds its own stage's lock: another stage's model
+    comes at once, and two threads asking for the same model still load it once."""
+    import threading
+
+    models = Models(get_profile("tiny"))
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def slow():
+        calls.append("clip")
+        started.set()
+        assert release.wait(10)
+        return "the clip"
+
+    got = []
+    first = threading.Thread(target=lambda: got.append(models._get("clip", slow)))
+    second = threading.Thread(target=lambda: got.append(models._get("clip", slow)))
+    first.start()
+    assert started.wait(10)
+    second.start()
+    assert models._get("ocr", lambda: "the ocr") == "the ocr"  # while the clip is still loading
+    assert got == [] and first.is_alive()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert got == ["the clip", "the clip"] and calls == ["clip"]
+
+
 def test_auto_keeps_small_cpu_models_and_frees_what_is_big(tmp_path, small_video, monkeypatch):
     monkeypatch.delenv("VQA_FREE_MODELS", raising=False)
     models = Models(get_profile("tiny"))

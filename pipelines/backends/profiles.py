@@ -196,7 +196,9 @@ class Models:
         self.explicit = frozenset(explicit)  # what the user chose: "profile" and/or stage names
         self.api = {"api_base": api_base, "api_model": api_model, "api_key_env": api_key_env}
         self._cache: dict[str, Any] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the cache; each load holds its own stage's lock (``_get``)
+        self._loading: dict[str, threading.Lock] = {}
+        self._generation = 0  # bumped by ``adopt``: a load started before it is not cached
         free = free or os.environ.get("VQA_FREE_MODELS") or "auto"
         if free not in FREE_POLICIES:
             raise UsageError(f"VQA_FREE_MODELS must be one of {', '.join(FREE_POLICIES)} (not '{free}')")
@@ -220,10 +222,21 @@ class Models:
                 if getattr(profile, stage) != getattr(self.profile, stage):
                     self._cache.pop(stage, None)
             self.profile = profile
+            self._generation += 1
 
     def _get(self, key: str, make):
-        with self._lock:  # threads of one batch share models: load each once
-            if key not in self._cache:
+        """The model of ``key``, loaded once (``make()``) however many threads ask: threads of one batch share
+        models. A load holds only its own stage's lock, so a model that loads in seconds (the CLIP: torch
+        and open_clip imported in the loader thread) never keeps another thread from a different model
+        (the OCR the decode needs first, which used to wait for the CLIP before ffmpeg could start)."""
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._cache:  # another thread loaded it meanwhile
+                    return self._cache[key]
                 if self._needs:  # a step is running: what no running step needs makes room first
                     keep = frozenset({key}).union(*self._needs.values())
                     drop = [s for s in list(self._cache) if s not in keep and self._worth_freeing(s)]
@@ -231,9 +244,13 @@ class Models:
                         del self._cache[s]
                     self._freed(drop)
                 self._emit("loading", key, None)
-                self._cache[key] = make()
-                self._emit("loaded", key, self._cache[key])
-            return self._cache[key]
+                generation = self._generation
+            model = make()
+            with self._lock:
+                if generation == self._generation:  # not loaded for a profile ``adopt`` has since replaced
+                    self._cache[key] = model
+                self._emit("loaded", key, model)
+            return model
 
     # -- one big model at a time ------------------------------------------------------------------------
     def on_event(self, listener: Callable[[str, str, Any], None]) -> None:
