@@ -61,15 +61,26 @@ class StageRows:
         return np.concatenate(times).astype(np.float64, copy=False), mat
 
     def frame_jpegs(self, key: str, times: Iterable[float]) -> dict[float, bytes]:
-        out = {}
+        """The stored thumbnail for each time: the row whose time range holds it, else the nearest one (the
+        first of equals). The rows' times are read once (no pixels), then only the chosen thumbnails: an
+        ``order by`` over the rows with their JPEG columns read every thumbnail of the run."""
+        times = list(times)
+        rows = list(self.db.query("select idx, t, coalesce(t_end, t) as e from frames where run_key = ? "
+                                  "order by idx", [key])) if times else []
+        if not rows:
+            return {}
+        idx = np.asarray([r["idx"] for r in rows])
+        a = np.asarray([r["t"] for r in rows], dtype=np.float64)
+        e = np.asarray([r["e"] for r in rows], dtype=np.float64)
+        pick = {}
         for t in times:
-            rows = list(self.db.query(  # the row whose time range holds t, else the nearest one
-                "select t, jpeg from frames where run_key = ? order by "
-                "min(abs(t - ?), abs(coalesce(t_end, t) - ?), "
-                "case when ? between t and coalesce(t_end, t) then 0 else 1e300 end) limit 1", [key, t, t, t]))
-            if rows:
-                out[t] = rows[0]["jpeg"]
-        return out
+            far = np.where((a <= t) & (t <= e), 0.0, np.minimum(np.abs(a - t), np.abs(e - t)))
+            pick[t] = int(idx[int(np.argmin(far))])
+        wanted = sorted(set(pick.values()))
+        jpegs = {r["idx"]: r["jpeg"] for r in self.db.query(
+            f"select idx, jpeg from frames where run_key = ? and idx in ({','.join('?' * len(wanted))})",
+            [key, *wanted])}
+        return {t: jpegs[i] for t, i in pick.items()}
 
     def probe_frames(self, key: str) -> dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]]:
         """The frames an embedding run decoded where its grid under-samples the shots (see

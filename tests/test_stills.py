@@ -92,6 +92,15 @@ def test_held_picture_stored_once(cli, tmp_path):
     x, y, w, h = BOX
     patch = jpg[int((y + 3) * sx):int((y + h - 3) * sx), int((x + 3) * sx):int((x + w - 3) * sx)].reshape(-1, 3)
     assert patch[:, 0].mean() > 150 and patch[:, 1].mean() < 100  # the red detail, not the bare slide
+    # a time inside a held picture's range is that picture, however far from its first sample; outside all
+    # ranges the nearest row; one call for many times gives what a call for each gives
+    jpeg_of = {r["idx"]: j["jpeg"] for r in rows
+               for j in store.db.query("select jpeg from frames where run_key = ? and idx = ?", [run["key"], r["idx"]])}
+    last = rows[-1]
+    asks = {detail["t_end"] - 0.2: detail["idx"], -3.0: rows[0]["idx"], (last["t_end"] or last["t"]) + 9: last["idx"]}
+    got = store.frame_jpegs(run["key"], list(asks))
+    assert {t: jpeg_of[i] for t, i in asks.items()} == got
+    assert all(store.frame_jpegs(run["key"], [t]) == {t: got[t]} for t in asks)
     store.close()
 
     # search and ask read it as any other video
