@@ -25,7 +25,7 @@ from index.store import Store
 from pipelines import defaults
 from pipelines import search as kf
 from pipelines.backends.profiles import Models, is_random
-from pipelines.closeups import answer_images, closeup_rows, closeups
+from pipelines.closeups import answer_images, closeup_rows, closeups, save_images
 from pipelines.errors import MediaError, NotIndexedError, VqaError
 from pipelines.indexing import Indexer, IndexOptions
 from pipelines.search.regions import frame_regions, stored_frames, window_spec
@@ -302,8 +302,7 @@ class Asker:
             frames = []
         total = opts.total_pixels or len(kfs) * defaults.FRAME_PIXELS
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
-        close = closeups(path, probe(path), kfs, budgets, opts.closeups, warnings=media_warnings) \
-            if frames and path and any(k.region for k in kfs) else []
+        close = closeups(path, kfs, budgets, opts.closeups, warnings=media_warnings) if frames else []
         images, times, image_budgets, labels = answer_images(frames, kfs, close, total)
         budgets = image_budgets[:len(kfs)]
         t2 = time.perf_counter()
@@ -344,7 +343,7 @@ class Asker:
         saved, problems = [], []
         if save_frames:  # a folder that cannot take them costs the frames, never the answer or its log
             try:
-                saved = self._save(save_frames, frames, kfs, close)
+                saved = save_images(save_frames, frames, kfs, close)
             except OSError as e:
                 why = "not a folder" if os.path.exists(save_frames) and not os.path.isdir(save_frames) else e.strerror
                 problems.append(f"{save_frames}: keyframes not saved ({why or e}); --save-frames needs a folder")
@@ -409,17 +408,6 @@ class Asker:
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             return list(pool.map(one, kfs))
-
-    @staticmethod
-    def _save(folder: str, frames, kfs, close=()) -> list[str]:
-        os.makedirs(folder, exist_ok=True)
-        out = []
-        for im, name in [*((im, f"frame_{k.t:010.3f}s") for im, k in zip(frames, kfs)),
-                         *((im, f"frame_{kfs[i].t:010.3f}s_closeup") for i, im in close)]:
-            p = os.path.join(folder, f"{name}.jpg")
-            im.save(p, quality=90)
-            out.append(p)
-        return out
 
     def _settings(self, budgets, answerer, ans) -> dict:
         from pipelines.indexing import spec_fingerprint

@@ -10,6 +10,7 @@ is given only when it shows the region with at least ``CLOSEUP_GAIN`` times the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,16 +22,20 @@ CLOSEUP_MAX_WIDTH = 1920  # pixels: the width close-ups are cropped from, at mos
 CLOSEUP_GAIN = 2.0  # a close-up must show its region with this many times the pixels its frame gives it
 
 
-def closeups(path: str, info, kfs: Sequence[kf.Keyframe], budgets: Sequence[int], n: int = defaults.CLOSEUPS,
-             *, warnings: list[str] | None = None) -> list[tuple[int, Any]]:
+def closeups(path: str | None, kfs: Sequence[kf.Keyframe], budgets: Sequence[int], n: int = defaults.CLOSEUPS,
+             *, info=None, warnings: list[str] | None = None) -> list[tuple[int, Any]]:
     """``(keyframe index, PIL image)`` for up to ``n`` keyframes with a region, best score first: the region
     cropped from the frame read again ``CLOSEUP_MAX_WIDTH`` wide at most (the source's width when smaller),
-    when that shows it with at least ``CLOSEUP_GAIN`` times the pixels of its frame at its budget."""
+    when that shows it with at least ``CLOSEUP_GAIN`` times the pixels of its frame at its budget. None
+    without the video file (``path`` None: only its thumbnails are left)."""
     from PIL import Image
 
     from pipelines.search.regions import crop
-    from pipelines.stages.media import read_frame_at
+    from pipelines.stages.media import probe, read_frame_at
 
+    if not path or n <= 0 or not any(k.region for k in kfs):
+        return []
+    info = info or probe(path)
     width = min(int(info.width or 0), CLOSEUP_MAX_WIDTH)
     if n <= 0 or width <= 0:
         return []
@@ -73,3 +78,17 @@ def closeup_rows(kfs: Sequence[kf.Keyframe], close: list[tuple[int, Any]], budge
     return [{"keyframe": i + 1, "t": round(kfs[i].t, 3), "region": [round(float(x), 3) for x in kfs[i].region],
              "size": list(im.size), "pixels": budgets[n + j], **({"image": saved[n + j]} if saved else {})}
             for j, (i, im) in enumerate(close)]
+
+
+def save_images(folder: str, frames: list, kfs: Sequence[kf.Keyframe], close: list[tuple[int, Any]] = ()
+                ) -> list[str]:
+    """``--save-frames``: each frame as ``frame_<t>s.jpg``, then each close-up as ``frame_<t>s_closeup.jpg``;
+    the paths, in that order."""
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for im, name in [*((im, f"frame_{k.t:010.3f}s") for im, k in zip(frames, kfs)),
+                     *((im, f"frame_{kfs[i].t:010.3f}s_closeup") for i, im in close)]:
+        p = os.path.join(folder, f"{name}.jpg")
+        im.save(p, quality=90)
+        out.append(p)
+    return out

@@ -3,10 +3,7 @@ answerer after the frames, labelled, within the same pixel budget (pipelines.clo
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -37,7 +34,7 @@ def test_a_closeup_is_the_region_at_the_source_resolution(hd_video):
     info = probe(str(hd_video))
     kfs = [kf.Keyframe(0.5, 1.0, 0), kf.Keyframe(1.2, 3.0, 0, BOX)]
     budgets = [448 * 252, 448 * 252]
-    out = closeups(str(hd_video), info, kfs, budgets, 2)
+    out = closeups(str(hd_video), kfs, budgets, 2, info=info)
     assert [i for i, _ in out] == [1]  # only the keyframe the zoom lifted by a region
     img = np.asarray(out[0][1])
     assert img.shape[:2] == (144, 128)  # the region's own pixels in the 1280x720 source, not upscaled
@@ -53,16 +50,16 @@ def test_closeups_go_to_the_best_scored_regions_and_only_where_the_source_is_sha
     info = probe(str(hd_video))
     kfs = [kf.Keyframe(0.2, 1.0, 0, BOX), kf.Keyframe(1.5, 4.0, 0, (0.0, 0.75, 0.1, 0.92)),
            kf.Keyframe(1.8, 2.0, 0, BOX)]
-    out = closeups(str(hd_video), info, kfs, [100_000] * 3, 2)
+    out = closeups(str(hd_video), kfs, [100_000] * 3, 2, info=info)
     assert [i for i, _ in out] == [1, 2]  # best score first, at most n
     green = np.asarray(out[0][1]).reshape(-1, 3).mean(axis=0)
     assert green[1] > green[0] + 20  # the green square is in that corner from 1 s on
-    assert closeups(str(hd_video), info, kfs, [100_000] * 3, 0) == []
+    assert closeups(str(hd_video), kfs, [100_000] * 3, 0) == [] and closeups(None, kfs, [100_000] * 3, 2) == []
     # a source with no more pixels than the frame the answerer already gets: nothing to gain
     small = tmp_path / "small.mp4"
     subprocess.run([ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(hd_video), "-vf",
                     "scale=320:180", str(small)], check=True)
-    assert closeups(str(small), probe(str(small)), kfs, [448 * 252] * 3, 2) == []
+    assert closeups(str(small), kfs, [448 * 252] * 3, 2) == []
 
 
 def test_answer_images_share_one_budget_and_label_the_closeups(hd_video):
@@ -95,29 +92,16 @@ def test_labels_line_up_and_reach_an_openai_compatible_server():
     req = AnswerRequest(question="What is red?", options=[], frames=[Image.new("RGB", (64, 36))] * 3,
                         timestamps=[1.0, 2.0, 2.0], context=[], labels=labels)
     assert frame_labels(req) == labels
-    seen: list[dict] = []
+    from tests.test_answer import _Server
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            data = json.dumps({"choices": [{"message": {"content": "a red square"}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Server(_Server):  # the answerers' test server, taking any request
+        def check(self, path, headers, body) -> str:
+            return ""
 
-        def log_message(self, *args):
-            return
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        ans = load_answerer("openai", api_base=f"http://127.0.0.1:{httpd.server_address[1]}/v1", api_model="m")
+    with Server(reply_text="a red square") as server:
+        ans = load_answerer("openai", api_base=server.base, api_model="m")
         out = ans.answer(req)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    seen = server.seen
     parts = seen[0]["messages"][0]["content"]
     at = parts.index({"type": "text", "text": labels[2]})
     assert parts[at + 1]["type"] == "image_url" and sum(p["type"] == "image_url" for p in parts) == 3
