@@ -3,6 +3,7 @@ answerer after the frames, labelled, within the same pixel budget (pipelines.clo
 
 from __future__ import annotations
 
+import io
 import subprocess
 
 import numpy as np
@@ -127,6 +128,15 @@ def test_vqa_ask_gives_the_answerer_the_closeup_and_logs_it(hd_video, tmp_path):
         assert out["closeups"][0]["image"].endswith("frame_000001.200s_closeup.jpg")
         assert (tmp_path / "frames" / "frame_000001.200s_closeup.jpg").exists()
         assert sum(k["pixels"] for k in out["keyframes"]) + out["closeups"][0]["pixels"] <= 2 * 448 * 252
+        # the report shows the same close-up, cropped again the same way
+        from types import SimpleNamespace
+
+        from PIL import Image
+
+        from pipelines.report.data import _closeup_images
+
+        shown = _closeup_images(asker, SimpleNamespace(video=video, result=SimpleNamespace(keyframes=kfs)), out)
+        assert [(c["keyframe"], Image.open(io.BytesIO(c["jpeg"])).size) for c in shown] == [(2, (128, 144))]
         asker.opts = AskOptions(k=2, zoom_rounds=0, max_new_tokens=4, closeups=0)
         assert asker.answer_at(video, "What is red?", None, kfs)["closeups"] == []
     finally:

@@ -132,6 +132,14 @@ def test_region_box_drawn_over_its_keyframe():
     html = render_html(data, b"\x89PNG")
     assert html.count('class="region"') == 1
     assert 'style="left: 25.0%; top: 0.0%; width: 50.0%; height: 100.0%"' in html
+    assert "close-up" not in html
+    # the answer's close-up of that keyframe shows under it
+    close = io.BytesIO()
+    Image.new("RGB", (64, 72), (250, 0, 0)).save(close, format="JPEG")
+    data.closeups = [{"keyframe": 1, "t": 2.0, "size": [64, 72], "jpeg": close.getvalue()}]
+    html = render_html(data, b"\x89PNG")
+    assert html.count('alt="close-up of keyframe 1"') == 1 and "(64×72 px of the source)" in html
+    assert html.index('alt="keyframe at 00:02') < html.index("close-up of keyframe 1") < html.index('alt="keyframe at 00:03')
 
 
 # -- headless Chromium over the DevTools protocol (on a pipe: no port, no extra package) -----------------

@@ -33,6 +33,7 @@ class ReportData:
     options: list[str] = field(default_factory=list)
     answer: dict | None = None  # the same dict as `vqa ask --json`
     keyframes: list[dict] = field(default_factory=list)  # answer keyframes + "jpeg"
+    closeups: list[dict] = field(default_factory=list)  # the answer's close-ups (keyframe, t, size) + "jpeg"
     curve_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curve_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     index_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -71,7 +72,28 @@ def ask_for_report(asker: Any, ref: str, question: str, options: list[str], *,
     data.index_times = _index_times(asker.store, asker.models, out.video)
     data.rounds = _rounds(res.trace, sorted(out.zoom_frames), data.curve_times, data.curve_scores)
     data.keyframes = _keyframe_images(asker, out, result["keyframes"])
+    data.closeups = _closeup_images(asker, out, result)
     return result, data
+
+
+def _closeup_images(asker: Any, out: Any, result: dict) -> list[dict]:
+    """The close-ups the answerer was given, cropped again the same way (``pipelines.closeups``)."""
+    from pipelines.closeups import closeups
+
+    if not result.get("closeups"):
+        return []
+    store, video = asker.store, out.video
+    path = next((p for p in [video["path"], *store.video_paths(video["id"])] if p and os.path.isfile(p)), None)
+    budgets = [k["pixels"] for k in result["keyframes"]]
+    made = dict(closeups(path, out.result.keyframes, budgets, asker.opts.closeups))
+    res = []
+    for c in result["closeups"]:
+        im = made.get(c["keyframe"] - 1)
+        if im is not None:
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=85)
+            res.append({**c, "jpeg": buf.getvalue()})
+    return res
 
 
 def base_report(store: Store, models: Models, video: dict) -> ReportData:

@@ -49,8 +49,11 @@ def render_html(data: ReportData, plot_png: bytes) -> str:
 
     d = max(data.duration, 1e-3)
     kfs = [{"n": n, "id": f"kf-{n}", "t": k["t"], "fmt": fmt_t(k["t"]), "score": k["score"], "round": k.get("round"),
-            "scene": k.get("scene"), "pixels": k.get("pixels"), "uri": _uri(k["jpeg"], "image/jpeg"),
+            "scene": k.get("scene"), "pixels": k.get("pixels"), "uri": _uri(k["jpeg"], "image/jpeg"), "closeup": None,
             "left": _pct(k["t"], d), "region": _box(k.get("region"))} for n, k in enumerate(data.keyframes, 1)]
+    for c in data.closeups:  # each close-up under the keyframe it enlarges
+        if 1 <= c["keyframe"] <= len(kfs):
+            kfs[c["keyframe"] - 1]["closeup"] = {"uri": _uri(c["jpeg"], "image/jpeg"), "size": c.get("size")}
     lines = []
     for i, ln in enumerate(data.lines):
         near = any(ln["start"] - NEAR_S <= k["t"] <= ln["end"] + NEAR_S for k in kfs)

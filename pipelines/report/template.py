@@ -73,6 +73,8 @@ pre { background: #f7fafc; border: 1px solid #e2e8f0; padding: .6em; overflow: a
 <div class="region" title="the region that matched" style="left: {{ k.region.left }}%; top: {{ k.region.top }}%; width: {{ k.region.width }}%; height: {{ k.region.height }}%"></div>{% endif %}</div>
 <div><span class="t">{{ k.n }}. {{ k.fmt }}</span> · score {{ "%+.2f"|format(k.score) }}</div>
 <div class="small">scene {{ k.scene }} · {% if k.round %}zoom round {{ k.round }}{% else %}index frame{% endif %}{% if k.pixels %} · {{ k.pixels }} px to the answerer{% endif %}{% if k.region %} · red box: the region that matched{% endif %}</div>
+{% if k.closeup %}<img class="closeup keyframe" src="{{ k.closeup.uri }}" alt="close-up of keyframe {{ k.n }}">
+<div class="small">close-up the answerer was also given{% if k.closeup.size %} ({{ k.closeup.size[0] }}×{{ k.closeup.size[1] }} px of the source){% endif %}</div>{% endif %}
 </div>{% endfor %}
 </div>
 {% endif %}
