@@ -296,13 +296,15 @@ class Asker:
         path = _video_path(self.store, video)
         t1 = time.perf_counter()
         media_warnings: list[str] = []
+        info = None
         if save_frames or reads_frames(self.models):  # a text-only answerer is given no frames to read
-            frames = self._frames(path, video, kfs, search.zoom_frames if search else {}, media_warnings)
+            info = probe(path) if path else None  # once, for the frames and their close-ups
+            frames = self._frames(path, info, video, kfs, search.zoom_frames if search else {}, media_warnings)
         else:
             frames = []
         total = opts.total_pixels or len(kfs) * defaults.FRAME_PIXELS
         budgets = kf.frame_budgets([k.score for k in kfs], total, 64 * 64, 1280 * 720)
-        close = closeups(path, kfs, budgets, opts.closeups, warnings=media_warnings) if frames else []
+        close = closeups(path, kfs, budgets, opts.closeups, info=info, warnings=media_warnings) if frames else []
         images, times, image_budgets, labels = answer_images(frames, kfs, close, total)
         budgets = image_budgets[:len(kfs)]
         t2 = time.perf_counter()
@@ -389,12 +391,11 @@ class Asker:
         vecs = self.models.text_embedder().embed_texts([question] + [c.text for c in context])
         return [round(float(x), 4) for x in vecs[1:] @ vecs[0]]
 
-    def _frames(self, path: str | None, video: dict, kfs, zoom_frames: dict, warnings: list[str] | None = None) -> list:
+    def _frames(self, path: str | None, info, video: dict, kfs, zoom_frames: dict,
+                warnings: list[str] | None = None) -> list:
         """Answer-resolution frames at the keyframes' times: zoom frames already decoded are reused;
         the others are read from the file (in parallel), or from stored thumbnails if the file is gone."""
         from PIL import Image
-
-        info = probe(path) if path else None
 
         def one(k):
             f = zoom_frames.get(round(k.t, 3))
