@@ -196,6 +196,33 @@ def make_one_shot_video(path: str | Path, event: str, *, seconds: float = 8.0, s
     return path
 
 
+def make_box_shots_video(path: str | Path, shots: list[tuple[float, str, str]], *, size: str = "320x180",
+                         rate: int = 25) -> list[float]:
+    """Shots of a plain background with a square drifting across it, one (seconds, background, square
+    colour) each, joined by hard cuts; returns the cut times. Two shots whose backgrounds differ little
+    make a cut the detectors' content score stays under (one square moves, the rest of the picture is
+    still)."""
+    w, h = (int(v) for v in size.split("x"))
+    side = h // 4
+    cmd = [ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error"]
+    parts = []
+    n = len(shots)
+    for i, (d, bg, box) in enumerate(shots):
+        cmd += ["-f", "lavfi", "-t", f"{d}", "-i", f"color=c={bg}:size={size}:rate={rate}"]
+    for i, (d, bg, box) in enumerate(shots):
+        cmd += ["-f", "lavfi", "-t", f"{d}", "-i", f"color=c={box}:size={side}x{side}:rate={rate}"]
+        x = f"{w // 8 + 7 * i}+t*{w // 10}"
+        parts.append(f"[{i}:v][{n + i}:v]overlay=x='{x}':y={h // 3},format=yuv420p,setsar=1[v{i}]")
+    graph = ";".join(parts) + ";" + "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
+    _run(cmd + ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast",
+                "-crf", "18", "-pix_fmt", "yuv420p", str(path)])
+    cuts, t = [], 0.0
+    for d, _, _ in shots[:-1]:
+        t += d
+        cuts.append(round(t, 6))
+    return cuts
+
+
 def make_slides_video(path: str | Path, slides: list[tuple[str, float]], *, size: str = "640x360",
                       rate: int = 25) -> list[float]:
     """Still slides (black text on one white background, ``(text, seconds)`` each) shown one after the

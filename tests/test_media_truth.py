@@ -313,6 +313,34 @@ def test_a_flash_or_an_occlusion_does_not_split_a_shot(tmp_path, event):
     assert [(round(s.start, 2), round(s.end, 2)) for s in scenes] == [(0.0, 8.0)]
 
 
+def test_a_faint_cut_in_moving_footage_is_a_cut(tmp_path):
+    """Two shots whose backgrounds differ by a grey level or two while a square moves: the detector's
+    content score stays under its threshold and the picture is not still, yet the change stands far above
+    every change around it (``spike_ratio``): a cut, on the new shot's first frame."""
+    from tests.synth import make_box_shots_video
+
+    path = tmp_path / "faint.mp4"
+    cuts = make_box_shots_video(path, [(3.04, "0x3c3c3c", "0xd02020"), (3.0, "0x696969", "0xd02020")])
+    starts = [s.start for s in _scenes(path)[1:]]
+    assert len(starts) == 1 and abs(starts[0] - cuts[0]) <= 0.04 + 1e-6, (starts, cuts)
+    assert [s.start for s in _scenes(path, spike_min=float("inf"))[1:]] == []  # detector and still rule alone
+
+
+def test_a_short_shot_between_two_alike_shots_is_no_flash(tmp_path):
+    """A half-second shot between two shots of grey backgrounds: the picture after it is nearer the one
+    before it than the short shot is, but still another shot (``flash_back_max``), not the same one coming
+    back after a flash; both cuts stay, and the short shot is a scene (a needle a search must see). The
+    flash and the occlusion tests above keep the rule's other side."""
+    from tests.synth import make_box_shots_video
+
+    path = tmp_path / "short.mp4"
+    cuts = make_box_shots_video(path, [(3.04, "0x3c3c3c", "0xd02020"), (0.52, "0x2040d0", "0xe0c020"),
+                                       (3.0, "0x8c8c8c", "0xd02020")])
+    starts = [s.start for s in _scenes(path)[1:]]
+    assert len(starts) == 2 and all(abs(a - b) <= 0.04 + 1e-6 for a, b in zip(starts, cuts)), (starts, cuts)
+    assert [s.start for s in _scenes(path, flash_back_max=float("inf"))[1:]] == []  # the relative test alone
+
+
 def test_a_slide_change_is_a_cut_even_when_little_changes(tmp_path):
     """New text on the same white background (and one line added to a slide) changes ~1% of the
     picture: far below the detectors' thresholds for moving footage, yet a new scene of a lecture."""

@@ -10,7 +10,16 @@ middle read from the file. ``feed`` does both with one frame.
 A cut the detector reports is held for ``hold`` seconds (1 s): if within that time the picture comes
 back to what it was before the cut (closer to it than half the cut's own change), it was a flash, a
 hand or a wing passing the lens, a brief occlusion: no cut (and the change back is no cut either). A
-cutaway shorter than ``hold`` is merged into the shot around it, the price of this rule.
+picture that differs from the one before the cut by ``flash_back_max`` or more did not come back: it is
+another shot that looks alike (a short shot between two shots of the same colours is a scene, not a
+flash). A cutaway shorter than ``hold`` back to the very same shot is merged into it, the price of this
+rule.
+
+Besides the detector's cuts, two kinds of change are cuts its thresholds (made for moving footage)
+miss: a clear change between two still pictures (a slide change), and a change of the small HSV
+picture of at least ``spike_min`` that is ``spike_ratio`` times every change within ``spike_window`` of
+it (two shots of similar colours: the content score stays under the threshold, yet nothing around the
+change moves like it). Both go through the hold and the refinement like any other cut.
 
 A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
 frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
@@ -54,6 +63,14 @@ class SceneParams:
     hold: float = 1.0  # seconds: a change the picture comes back from within this time is not a cut
     sharpness: float = 3.0  # at the source rate a cut's change is this many times the usual one around it
     sharp_window: float = 0.3  # seconds either side of a cut read at the source rate to know "usual"
+    # a change of the small HSV picture (mean absolute difference, 0-255) of at least ``spike_min`` that is
+    # ``spike_ratio`` times every change within ``spike_window`` seconds of it: a cut the detector missed
+    spike_min: float = 12.0
+    spike_ratio: float = 8.0
+    spike_window: float = 0.3
+    # a picture that "came back" after a change differs from the one before it by less than half the
+    # change and by less than this; more is another shot that looks alike (its own cut), not a flash
+    flash_back_max: float = 20.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -174,6 +191,7 @@ class SceneSegmenter:
         self._frac: dict[int, float] = {}  # sample index -> share of pixels that changed a lot (RGB > 48)
         self._rgb_prev: np.ndarray | None = None
         self._still = max(1, int(round(0.5 * params.fps)))
+        self._spike = max(1, int(round(params.spike_window * params.fps)))
         # Every frame at the source's rate, small (``fine``, from the same decode): the last seconds of them,
         # and per cut window the frames its refinement reads (None: not all there; re-read from the file).
         self._fine: deque[tuple[float, np.ndarray]] = deque()
@@ -198,6 +216,13 @@ class SceneSegmenter:
         if any(j not in self._score or j not in self._frac for j in near):  # not the first moments
             return
         if max(self._score[j] for j in near) <= min(1.0, score / 6) and max(self._frac[j] for j in near) <= 0.001:
+            self._pending.append(k)
+            return
+        # a change that stands far above every change around it (a cut between two shots of the same
+        # colours: the detector's content score stays under its threshold) is a cut too
+        close = [j for j in range(k - self._spike, k + self._spike + 1) if j != k]
+        if score >= self.params.spike_min and max(self._score[j] for j in close) <= score / self.params.spike_ratio \
+                and not any(abs(j - k) <= self._spike for j in self._pending):
             self._pending.append(k)
 
     def _small(self, rgb: np.ndarray, width: int) -> np.ndarray:
@@ -261,7 +286,7 @@ class SceneSegmenter:
             refs = [before] + [r for j, r in self._returns if k - j <= 2 * self._hold]
             after = [self._recent[j] for j in range(k + 1, min(i, k + self._hold) + 1) if j in self._recent]
             back = min((mean_abs_diff(a, r) for r in refs for a in after), default=float("inf"))
-            if back < 0.5 * change:
+            if back < min(0.5 * change, self.params.flash_back_max):
                 self._returns.append((k, refs[-1] if len(refs) > 1 else before))
             else:
                 self._close_at_frame(k)
