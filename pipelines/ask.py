@@ -205,6 +205,8 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     windows = store.held_windows(run["key"], window_spec()) if clip is not None else {}  # embedded ahead
     params = kf.SearchParams(k=opts.k, zoom_rounds=opts.zoom_rounds if path and clip is not None else 0,
                              seed=opts.seed)
+    densify.held = [(a, b) for a, b, fps in probes  # type: ignore[attr-defined]  # read, not decoded
+                    if params.zoom_fps and fps == round(params.zoom_fps, 3)]
     srun = store.latest_run(video["id"], "scenes")
     shots = [(s["start"], s["end"]) for s in store.scenes(srun["key"])] if srun else []
     result = kf.keyframe_search(times, sims, weights=weights, densify=densify, params=params, priors=priors,

@@ -430,6 +430,35 @@ def test_short_shot_between_index_frames_probed_with_scenes():
     assert not any(40.3 <= kf.t < 40.8 for kf in off.keyframes)
 
 
+def test_unseen_shots_past_the_limit_are_scored_when_the_index_holds_their_frames():
+    """Twelve half-second shots between index frames and a limit of four: the needle's, next to the
+    weakest neighbours, is past the limit and never probed, unless the index holds its frames
+    (``densify.held``, what `vqa index` decodes ahead): then every held range is scored and none other."""
+    def curve(ts):  # the needle at 80.3 s; its neighbours score lowest of all
+        return np.maximum(needle_curve(ts, start=80.3, end=80.8), 0.3 - 0.1 * bump(ts, 80, 6.0, 1.0))
+
+    t = np.arange(0.0, 120.0)
+    starts = [5.3 + 9 * i for i in range(12)] + [80.3]
+    shots, prev = [], 0.0
+    for a in sorted(starts):
+        shots += [(prev, a), (a, a + 0.5)]
+        prev = a + 0.5
+    shots.append((prev, 120.0))
+    params = SearchParams(k=4, unseen_scenes=4, peak_margin=None)
+    log: list = []
+    blind = keyframe_search(t, curve(t), densify=grid_densify(curve, log), scenes=shots, params=params)
+    assert not any(80.3 <= kf.t < 80.8 for kf in blind.keyframes)
+    asked = [rg for rg in log[0][0] if rg[1] - rg[0] <= 0.6]
+    assert len(asked) == 4 and not any(a <= 80.3 < b for a, b in asked)
+
+    log.clear()
+    densify = grid_densify(curve, log)
+    densify.held = [(a, b) for a, b in shots if b - a <= 0.5]  # the index decoded every short shot
+    res = keyframe_search(t, curve(t), densify=densify, scenes=shots, params=params)
+    assert [kf.round for kf in res.keyframes if 80.3 <= kf.t < 80.8] == [1]
+    assert sorted(rg for rg in log[0][0] if rg[1] - rg[0] <= 0.6) == sorted(densify.held)
+
+
 def test_prior_alone_selects_frame_inside_when_visual_is_flat():
     t = np.arange(0.0, 60.0)
     res = keyframe_search(t, np.zeros(60), densify=grid_densify(lambda ts: np.zeros(len(ts))),

@@ -190,3 +190,34 @@ def test_ranges_left_reads_only_what_is_missing(short_shots_video):
     assert hand == [] and todo == [(2.75, 4.625), (6.75, 6.875), (8.25, 8.375)]
     again = {round(t, 3) for g in decode_ranges(str(path), todo, fps=4.0, width=160, info=info) for t, _ in g}
     assert sorted(again) == sorted(whole)
+
+
+def test_every_range_the_index_holds_is_scored_past_the_limit(cli, tmp_path):
+    """More under-sampled shots than a question probes by decoding (``unseen_scenes``): with the ranges
+    in the index, round 1 scores every one of them, read and not decoded; an index without them decodes
+    only the limit's worth."""
+    from index.store import Store
+    from pipelines.ask import AskOptions, search_keyframes
+    from pipelines.backends.profiles import Models, get_profile
+    from pipelines.search.driver import SearchParams
+
+    path = tmp_path / "many short shots.mp4"
+    make_scenes_video(path, [1.3, 0.55] * 14, audio=False)
+    assert cli("index", str(path), "--profile", "tiny").exit_code == 0
+    rows = _probe_rows(cli.db)
+    held = sorted({(round(a, 3), round(b, 3)) for a, b, *_ in rows})
+    assert len(held) > SearchParams().unseen_scenes, held
+    bare = _without(cli.db, tmp_path / "bare.db", "delete from probe_frames", "delete from frame_windows")
+
+    models = Models(get_profile("tiny"))
+    outs = {name: search_keyframes(Store(db), models, str(path), "a colour test pattern", [], AskOptions(visual="on"))
+            for name, db in (("probes", cli.db), ("bare", bare))}
+
+    def covered(name):
+        asked = [t for t in outs[name].result.trace if t.get("round") == 1][0]["ranges"]
+        return [rg for rg in held if any(a <= rg[0] + 1e-3 and rg[1] - 1e-3 <= b for a, b in asked)]
+
+    assert covered("probes") == held
+    assert len(covered("bare")) < len(held)
+    served = [t["zoom_from_index"] for t in outs["probes"].result.trace if "zoom_from_index" in t][0]
+    assert served["frames"] >= len(rows)

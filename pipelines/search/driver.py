@@ -133,7 +133,9 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     ``scenes``: the index's shots as (start, end); round 1 then also probes shots too short to hold an
     index frame and, with ``params.shot_heads``, each shot's head before its first index frame (where a
     shot shorter than the segmenter's minimum hides; best neighbours first, at most
-    ``params.unseen_scenes``), and selection takes peaks one per shot first (see ``select_keyframes``).
+    ``params.unseen_scenes``, and beyond that every such range named by ``densify.held``: ranges whose
+    frames the index holds, read instead of decoded), and selection takes peaks one per shot first (see
+    ``select_keyframes``).
     ``regions``: the spatial zoom. Before the first zoom round the windows of the best frame of each of
     the best shots (``params.region_shots`` of the budget) and of the best frames
     (``params.region_frames`` in all) are scored, and after each round those of the
@@ -216,9 +218,14 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
                              radius=params.zoom_radius, tolerance=params.tolerance,
                              priors=priors if r == 1 else (), explored=explored, bounds=bounds)
         if r == 1 and len(scenes) and params.unseen_scenes > 0:
-            ranges = merge_ranges(ranges + unseen_scene_ranges(t, all_s[:len(t)], scenes, params.unseen_scenes,
-                                                         min_len=1.0 / zoom_fps, heads=params.shot_heads,
-                                                         head_min=params.head_min))
+            unseen = unseen_scene_ranges(t, all_s[:len(t)], scenes, 1 << 30, min_len=1.0 / zoom_fps,
+                                         heads=params.shot_heads, head_min=params.head_min)
+            # past the limit, the ranges whose frames the index already holds (``densify.held``) cost
+            # nothing to score: all of them
+            held = {(round(a, 3), round(b, 3)) for a, b in getattr(densify, "held", ())}
+            ranges = merge_ranges(ranges + unseen[:params.unseen_scenes]
+                                  + [rg for rg in unseen[params.unseen_scenes:]
+                                     if (round(rg[0], 3), round(rg[1], 3)) in held])
         if not ranges:
             break
         new_t, new_raw = densify(ranges, zoom_fps)
