@@ -216,7 +216,7 @@ def curve_stats(res, evidence, shots) -> dict:
 def run_item(it, ctx, params, methods, region_grids, variants) -> dict:
     clip, times, embs, shots, info, path, width, pixels0, stored = ctx
     subs = kf.decompose_question(it["question"], it.get("options") or [])
-    qv = clip.embed_texts([s.text for s in subs])
+    qv = kf.embed_subqueries(clip.embed_texts, subs)
     weights = [s.weight for s in subs]
     sims = (embs @ qv.T).T
     start, end = it["evidence"][:2]

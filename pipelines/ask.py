@@ -145,7 +145,7 @@ def search_keyframes(store: Store, models: Models, ref: str, question: str, opti
     if clip is None:  # no visual votes: every frame ties, and the timed text and coverage choose
         qvecs = np.zeros((len(subs), vecs.shape[1]), dtype=np.float32)
     else:
-        qvecs = clip.embed_texts([s.text for s in subs])
+        qvecs = kf.embed_subqueries(clip.embed_texts, subs)
     sims = (vecs @ qvecs.T).T  # (Q, N)
     weights = [s.weight for s in subs]
     t_embed = time.perf_counter()

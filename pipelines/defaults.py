@@ -24,6 +24,12 @@ SEARCH_TOP = 5  # moments `vqa search` prints
 MOMENT_SPAN = 1.0  # seconds a visual moment reaches at most from its keyframe (search.peak_extent)
 MOMENT_BAND = 0.4  # a visual moment is a result when its score reaches this share of the best one's height
 
+# CLIP's prompt ensembling (Radford et al. 2021): a target or cue phrase is embedded in each of these
+# captions and the normalised embeddings averaged (open_clip's SIMPLE_IMAGENET_TEMPLATES); () embeds it
+# as it is
+PROMPT_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+                    "a {} in a video game.", "art of the {}.", "a photo of the small {}.")
+
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
 PEAK_MARGIN = 0.1  # lead of the best peak over the runner-up, as a share of its height, for full confidence
 RIVAL_BAND = 0.6  # a peak within this share of the best one's height keeps a keyframe (None: 2 PEAK_MARGIN)

@@ -91,7 +91,7 @@ def search_library(store: Store, models: Models, text: str, *, top: int = 10) ->
     lib = LibraryIndex.load(store, library_clip(store, models))
     clip = models.clip()
     subs = kf.decompose_question(text)
-    q = clip.embed_texts([s.text for s in subs])
+    q = kf.embed_subqueries(clip.embed_texts, subs)
     w = np.asarray([s.weight for s in subs], dtype=np.float32)
     qv = (q * w[:, None]).sum(axis=0)
     qv /= max(np.linalg.norm(qv), 1e-12)

@@ -106,6 +106,36 @@ def test_decompose_options_caption_form_and_generic_question():
     assert all(s.weight > 0 for s in subs)
 
 
+def test_targets_and_cues_are_embedded_in_an_ensemble_of_captions():
+    """CLIP's prompt ensembling: a target or cue phrase is embedded in each caption template, its
+    article dropped, and the normalised embeddings averaged; the question and the options as they are.
+    With the tiny profile's CLIP (random weights, real open_clip code)."""
+    from pipelines import defaults
+    from pipelines.backends.profiles import Models, get_profile
+    from pipelines.search import embed_subqueries
+
+    subs = decompose_question("What is the man in a hat holding after he opens the door?", ["a red star"])
+    man, door = subs[0], [s for s in subs if s.role == "cue"][0]
+    assert man.prompts() == [t.format("man in a hat") for t in defaults.PROMPT_TEMPLATES]
+    assert door.prompts(("a photo of the {}.",)) == ["a photo of the door."]
+    assert [s.prompts() for s in subs if s.role in ("question", "option")] == [[subs[-2].text], ["a red star"]]
+    assert man.prompts(()) == ["a man in a hat"]
+
+    clip = Models(get_profile("tiny")).clip()
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    q = embed_subqueries(clip.embed_texts, subs)
+    assert q.shape == (len(subs), clip.dim) and np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+    for row, sub in zip(q, subs):
+        want = unit(unit(clip.embed_texts(sub.prompts())).mean(axis=0))
+        assert np.allclose(row, want, atol=1e-5), sub
+    plain = unit(clip.embed_texts([man.text]))[0]
+    assert not np.allclose(q[0], plain, atol=1e-3)  # the ensemble, not the phrase alone
+    assert np.allclose(embed_subqueries(clip.embed_texts, subs, templates=())[0], plain, atol=1e-5)
+
+
 def test_decompose_deduplicates():
     subs = decompose_question("Is the red car next to the red car?", ["red car"])
     assert texts(subs).count("a red car") == 1

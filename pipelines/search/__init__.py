@@ -17,6 +17,7 @@ from pipelines.search.decompose import (
     caption_form,
     decompose_question,
     decompose_with_llm,
+    embed_subqueries,
 )
 from pipelines.search.driver import (
     Densify,
@@ -41,7 +42,7 @@ from pipelines.search.select import (
 
 __all__ = [
     "ROLES", "ROLE_WEIGHTS", "Densify", "Keyframe", "Normalizer", "SearchParams", "SearchResult", "SubQuery",
-    "apply_priors", "caption_form", "decompose_question", "decompose_with_llm", "first_frames", "frame_budgets", "fuse_scores",
+    "apply_priors", "caption_form", "decompose_question", "decompose_with_llm", "embed_subqueries", "first_frames", "frame_budgets", "fuse_scores",
     "keyframe_search", "merge_ranges", "peak_extent", "sampling_interval", "scene_ids", "select_keyframes",
     "unseen_scene_ranges", "visual_moments", "zoom_ranges",
 ]

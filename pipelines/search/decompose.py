@@ -4,6 +4,9 @@
 - ``decompose_question(question, options=()) -> list[SubQuery]``: rule-based, CLIP caption form.
 - ``decompose_with_llm(question, options, generate) -> list[SubQuery]``: ``generate(prompt) -> str``
   (any language model); falls back to the rule-based result when the reply cannot be parsed.
+- ``SubQuery.prompts()`` and ``embed_subqueries(embed_texts, subs) -> (Q, D)``: what a CLIP embeds for
+  each sub-query: a target or cue phrase in each of ``defaults.PROMPT_TEMPLATES`` (CLIP's prompt
+  ensembling, the normalised embeddings averaged), the question and options as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from pipelines import defaults
 from pipelines.question import phrase_tokens, strip_option_label
 
 ROLES = ("target", "cue", "question", "option")
@@ -27,6 +33,33 @@ class SubQuery:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def prompts(self, templates: Sequence[str] = defaults.PROMPT_TEMPLATES) -> list[str]:
+        """The texts a CLIP embeds for it: a target or cue (a phrase in caption form) in each template,
+        its leading article dropped ("a red hat" -> "a photo of the small red hat."); the rest as is."""
+        if self.role not in ("target", "cue") or not templates:
+            return [self.text]
+        words = self.text.split()
+        noun = " ".join(words[1:]) if len(words) > 1 and words[0].lower() in ("a", "an", "the") else self.text
+        return [t.format(noun) for t in templates]
+
+
+def embed_subqueries(embed_texts: Callable[[list[str]], np.ndarray], subs: Sequence[SubQuery],
+                     templates: Sequence[str] = defaults.PROMPT_TEMPLATES) -> np.ndarray:
+    """(Q, D) unit vectors, one per sub-query: the mean of its prompts' normalised embeddings (one
+    ``embed_texts`` call for them all), normalised again."""
+    prompts = [sub.prompts(templates) for sub in subs]
+    flat = [p for ps in prompts for p in ps]
+    if not flat:
+        return np.zeros((0, 0), dtype=np.float32)
+    vecs = np.asarray(embed_texts(flat), dtype=np.float32)
+    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    out, at = [], 0
+    for ps in prompts:
+        v = vecs[at:at + len(ps)].mean(axis=0)
+        out.append(v / max(float(np.linalg.norm(v)), 1e-12))
+        at += len(ps)
+    return np.stack(out).astype(np.float32)
 
 
 _QUESTION_WORDS = {
