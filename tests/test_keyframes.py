@@ -273,6 +273,24 @@ def test_two_separated_peaks():
     assert {20, 80} <= set(idx.tolist())
 
 
+def test_a_hump_does_not_reach_across_a_cut():
+    """A short shot right after the best shot scores a little lower than the best shot's shoulder, with no
+    dip between them: one hump for the curve alone, but another shot, hence another peak, with the shots."""
+    from pipelines.search.select import _peaks
+
+    t = np.arange(80.0, 92.0, 0.25)
+    s = bump(t, 85.0, 3.0, 7.8)
+    short = (t >= 87.4) & (t < 88.1)
+    s[short] = 6.6  # the needle, just after the best shot, above the best shot's own frames near the cut
+    s[t >= 88.1] = 1.0
+    shots = [(80.0, 87.4), (87.4, 88.1), (88.1, 92.0)]
+    groups = scene_ids(t, shots)
+    alone = _peaks(t, s, 3, tolerance=1.0, min_gap=0.75)
+    assert not any(short[i] for i in alone)  # the needle is the best peak's shoulder
+    with_shots = _peaks(t, s, 3, tolerance=1.0, min_gap=0.75, groups=groups)
+    assert abs(t[with_shots[0]] - 85.0) < 1e-9 and short[with_shots[1]]
+
+
 def test_flat_scores_evenly_spread():
     t = np.arange(100.0)
     idx = select_keyframes(t, np.full(100, 0.3), 5, min_gap=0.75, seed=0, jitter=0.0)

@@ -202,7 +202,7 @@ def test_every_range_the_index_holds_is_scored_past_the_limit(cli, tmp_path):
     from pipelines.search.driver import SearchParams
 
     path = tmp_path / "many short shots.mp4"
-    make_scenes_video(path, [1.3, 0.55] * 14, audio=False)
+    make_scenes_video(path, [1.3, 0.55] * 24, audio=False)
     assert cli("index", str(path), "--profile", "tiny").exit_code == 0
     rows = _probe_rows(cli.db)
     held = sorted({(round(a, 3), round(b, 3)) for a, b, *_ in rows})

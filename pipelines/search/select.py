@@ -23,25 +23,29 @@ def _peaks(t: np.ndarray, s: np.ndarray, n: int, *, tolerance: float, min_gap: f
 
     A frame is suppressed by a chosen peak p when it lies within ``min_gap`` seconds of p, or when every
     frame between p and it scores at least its own score minus ``tolerance`` (no dip: same hump), or,
-    with ``groups`` (scene ids, -1: none), when it is in p's scene. ``taken`` frames suppress as if
-    chosen before, and are not returned.
+    with ``groups`` (scene ids, -1: none), when it is in p's scene; with groups a hump does not reach
+    across a cut (another shot is other evidence, however its scores join p's). ``taken`` frames
+    suppress as if chosen before, and are not returned.
     """
     n_frames = len(s)
     suppressed = np.zeros(n_frames, dtype=bool)
+    ungrouped = None if groups is None else np.asarray(groups) < 0
 
     def suppress(i: int) -> None:
         suppressed[np.abs(t - t[i]) < min_gap] = True
         suppressed[i] = True
         if groups is not None and groups[i] >= 0:
             suppressed[groups == groups[i]] = True
+        hump = np.zeros(n_frames, dtype=bool)
         if i + 1 < n_frames:  # right side: running min of the frames strictly between i and j
             right = s[i + 1:]
             between = np.minimum(np.concatenate(([np.inf], np.minimum.accumulate(right)[:-1])), s[i])
-            suppressed[i + 1:] |= between >= right - tolerance
+            hump[i + 1:] = between >= right - tolerance
         if i > 0:
             left = s[:i][::-1]
             between = np.minimum(np.concatenate(([np.inf], np.minimum.accumulate(left)[:-1])), s[i])
-            suppressed[:i] |= (between >= left - tolerance)[::-1]
+            hump[:i] = (between >= left - tolerance)[::-1]
+        suppressed[hump if ungrouped is None or groups[i] < 0 else hump & ungrouped] = True
 
     for i in taken:
         suppress(int(i))
