@@ -207,9 +207,9 @@ def make_box_shots_video(path: str | Path, shots: list[tuple[float, str, str]], 
     cmd = [ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error"]
     parts = []
     n = len(shots)
-    for i, (d, bg, box) in enumerate(shots):
+    for d, bg, _ in shots:
         cmd += ["-f", "lavfi", "-t", f"{d}", "-i", f"color=c={bg}:size={size}:rate={rate}"]
-    for i, (d, bg, box) in enumerate(shots):
+    for i, (d, _, box) in enumerate(shots):
         cmd += ["-f", "lavfi", "-t", f"{d}", "-i", f"color=c={box}:size={side}x{side}:rate={rate}"]
         x = f"{w // 8 + 7 * i}+t*{w // 10}"
         parts.append(f"[{i}:v][{n + i}:v]overlay=x='{x}':y={h // 3},format=yuv420p,setsar=1[v{i}]")
