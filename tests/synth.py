@@ -223,6 +223,23 @@ def make_box_shots_video(path: str | Path, shots: list[tuple[float, str, str]], 
     return cuts
 
 
+def make_jumping_box_video(path: str | Path, *, seconds: float = 6.0, size: str = "320x180", rate: int = 15,
+                           every: float = 0.5) -> Path:
+    """One shot of a still picture (a test pattern, frozen) with a large dark square that jumps to the next
+    of four places every ``every`` seconds and stays there: a hand moving in a video whose frames repeat (a
+    webcam that drops frames), nothing like a cut."""
+    w, h = (int(v) for v in size.split("x"))
+    side = h // 2
+    x = f"mod(floor(t/{every}),4)*{(w - side) // 3}"
+    _run([ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error",
+          "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration=0.1",
+          "-f", "lavfi", "-t", f"{seconds}", "-i", f"color=c=0x302018:size={side}x{side}:rate={rate}",
+          "-filter_complex", f"[0:v]loop=loop=-1:size=1,trim=duration={seconds},setpts=N/{rate}/TB[bg];"
+                             f"[bg][1:v]overlay=x='{x}':y={h // 4},format=yuv420p[v]",
+          "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", str(path)])
+    return Path(path)
+
+
 def make_slides_video(path: str | Path, slides: list[tuple[str, float]], *, size: str = "640x360",
                       rate: int = 25) -> list[float]:
     """Still slides (black text on one white background, ``(text, seconds)`` each) shown one after the

@@ -326,6 +326,20 @@ def test_a_faint_cut_in_moving_footage_is_a_cut(tmp_path):
     assert [s.start for s in _scenes(path, spike_min=float("inf"))[1:]] == []  # detector and still rule alone
 
 
+def test_a_thing_jumping_across_a_still_picture_is_no_cut(tmp_path):
+    """A large square jumping every half second over a frozen picture (like a hand in a video that repeats
+    frames): each jump stands far above the nothing around it, but changes a part of the picture
+    (``spike_area``), not the whole of it as a cut does."""
+    from tests.synth import make_jumping_box_video
+
+    path = make_jumping_box_video(tmp_path / "jumps.mp4")
+    cuts = [round(s.start, 2) for s in _scenes(path)[1:]]
+    assert cuts == [round(s.start, 2) for s in _scenes(path, spike_min=float("inf"))[1:]]  # the rule adds none
+    assert len(cuts) <= 1, cuts
+    jumps = [round(s.start, 2) for s in _scenes(path, spike_area=0.0)[1:]]  # without the area test: each jump
+    assert len(jumps) >= 8, jumps
+
+
 def test_a_short_shot_between_two_alike_shots_is_no_flash(tmp_path):
     """A half-second shot between two shots of grey backgrounds: the picture after it is nearer the one
     before it than the short shot is, but still another shot (``flash_back_max``), not the same one coming

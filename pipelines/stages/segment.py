@@ -18,8 +18,10 @@ rule.
 Besides the detector's cuts, two kinds of change are cuts its thresholds (made for moving footage)
 miss: a clear change between two still pictures (a slide change), and a change of the small HSV
 picture of at least ``spike_min`` that is ``spike_ratio`` times every change within ``spike_window`` of
-it (two shots of similar colours: the content score stays under the threshold, yet nothing around the
-change moves like it). Both go through the hold and the refinement like any other cut.
+it and reaches ``spike_area`` of the pixels (two shots of similar colours: the content score stays under
+the threshold, yet nothing around the change moves like it, and the whole picture changes; a hand
+jumping across a video that repeats frames changes a part). Both go through the hold and the refinement
+like any other cut.
 
 A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
 frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
@@ -68,6 +70,9 @@ class SceneParams:
     spike_min: float = 12.0
     spike_ratio: float = 8.0
     spike_window: float = 0.3
+    # ... and that changes at least this share of the pixels by more than 8 levels: a cut changes the whole
+    # picture, a hand or a thing moving (in jumps, in a video that repeats frames) a part of it
+    spike_area: float = 0.8
     # a picture that "came back" after a change differs from the one before it by less than half the
     # change and by less than this; more is another shot that looks alike (its own cut), not a flash
     flash_back_max: float = 20.0
@@ -189,6 +194,7 @@ class SceneSegmenter:
         self._returns: list[tuple[int, np.ndarray]] = []  # pictures before changes that came back
         self._score: dict[int, float] = {}  # sample index -> mean change from the sample before (tiny HSV)
         self._frac: dict[int, float] = {}  # sample index -> share of pixels that changed a lot (RGB > 48)
+        self._area: dict[int, float] = {}  # sample index -> share of pixels that changed at all (RGB > 8)
         self._rgb_prev: np.ndarray | None = None
         self._still = max(1, int(round(0.5 * params.fps)))
         self._spike = max(1, int(round(params.spike_window * params.fps)))
@@ -222,6 +228,7 @@ class SceneSegmenter:
         # colours: the detector's content score stays under its threshold) is a cut too
         close = [j for j in range(k - self._spike, k + self._spike + 1) if j != k]
         if score >= self.params.spike_min and max(self._score[j] for j in close) <= score / self.params.spike_ratio \
+                and self._area.get(k, 0.0) >= self.params.spike_area \
                 and not any(abs(j - k) <= self._spike for j in self._pending):
             self._pending.append(k)
 
@@ -263,6 +270,8 @@ class SceneSegmenter:
             if i - 1 in self._recent and self._rgb_prev is not None:
                 self._score[i] = mean_abs_diff(tiny, self._recent[i - 1])
                 self._frac[i] = changed_share(small_tiny, self._rgb_prev, 48)
+                if self._score[i] >= self.params.spike_min:  # a spike's extent, only where one may be
+                    self._area[i] = changed_share(small_tiny, self._rgb_prev, 8)
             self._recent[i] = tiny
             self._rgb_prev = small_tiny
             self._pending += [min(c.frame_num, i) for c in cuts]
@@ -297,6 +306,7 @@ class SceneSegmenter:
         for j in [j for j in self._score if j < keep_from]:
             del self._score[j]
             self._frac.pop(j, None)
+            self._area.pop(j, None)
 
     def fine(self, t: float, rgb: np.ndarray) -> None:
         """A frame of the source at its own rate (small, from the same decode; see ``media.SideStream``):
