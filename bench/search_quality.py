@@ -156,7 +156,7 @@ def make_densify(clip, path: str, info, qv: np.ndarray, width: int, pixels: dict
             return np.zeros(0), np.zeros((qv.shape[0], 0))
         return np.asarray(keep, dtype=np.float64), np.stack([at[t] for t in keep]).T
 
-    densify.held = [(a, b) for key in (stored or {}) if key != "first" for a, b, _ in [key]]  # as vqa ask's
+    densify.held = [key[:2] for key in (stored or {}) if key != "first"]  # ranges read, not decoded (as vqa ask)
     return densify
 
 

@@ -37,7 +37,7 @@ def closeups(path: str | None, kfs: Sequence[kf.Keyframe], budgets: Sequence[int
         return []
     info = info or probe(path)
     width = min(int(info.width or 0), CLOSEUP_MAX_WIDTH)
-    if n <= 0 or width <= 0:
+    if width <= 0:
         return []
     height = width * (info.height or 1) / max(info.width or 1, 1)
     out = []

@@ -133,9 +133,10 @@ def test_vqa_ask_gives_the_answerer_the_closeup_and_logs_it(hd_video, tmp_path):
 
         from PIL import Image
 
-        from pipelines.report.data import _closeup_images
+        from pipelines.report.data import _closeup_images, _source
 
-        shown = _closeup_images(asker, SimpleNamespace(video=video, result=SimpleNamespace(keyframes=kfs)), out)
+        shown = _closeup_images(asker, SimpleNamespace(video=video, result=SimpleNamespace(keyframes=kfs)), out,
+                                *_source(store, video))
         assert [(c["keyframe"], Image.open(io.BytesIO(c["jpeg"])).size) for c in shown] == [(2, (128, 144))]
         asker.opts = AskOptions(k=2, zoom_rounds=0, max_new_tokens=4, closeups=0)
         assert asker.answer_at(video, "What is red?", None, kfs)["closeups"] == []

@@ -71,21 +71,28 @@ def ask_for_report(asker: Any, ref: str, question: str, options: list[str], *,
     data.curve_scores = np.asarray(res.curve_scores, dtype=np.float64)
     data.index_times = _index_times(asker.store, asker.models, out.video)
     data.rounds = _rounds(res.trace, sorted(out.zoom_frames), data.curve_times, data.curve_scores)
-    data.keyframes = _keyframe_images(asker, out, result["keyframes"])
-    data.closeups = _closeup_images(asker, out, result)
+    path, info = _source(asker.store, out.video)
+    data.keyframes = _keyframe_images(asker, out, result["keyframes"], path, info)
+    data.closeups = _closeup_images(asker, out, result, path, info)
     return result, data
 
 
-def _closeup_images(asker: Any, out: Any, result: dict) -> list[dict]:
+def _source(store: Store, video: dict) -> tuple[str | None, Any]:
+    """The video's file where it still is, and its probe (None, None when it is gone)."""
+    from pipelines.stages.media import probe
+
+    path = next((p for p in [video["path"], *store.video_paths(video["id"])] if p and os.path.isfile(p)), None)
+    return path, probe(path) if path else None
+
+
+def _closeup_images(asker: Any, out: Any, result: dict, path: str | None, info: Any) -> list[dict]:
     """The close-ups the answerer was given, cropped again the same way (``pipelines.closeups``)."""
     from pipelines.closeups import closeups
 
     if not result.get("closeups"):
         return []
-    store, video = asker.store, out.video
-    path = next((p for p in [video["path"], *store.video_paths(video["id"])] if p and os.path.isfile(p)), None)
     budgets = [k["pixels"] for k in result["keyframes"]]
-    made = dict(closeups(path, out.result.keyframes, budgets, asker.opts.closeups))
+    made = dict(closeups(path, out.result.keyframes, budgets, asker.opts.closeups, info=info))
     res = []
     for c in result["closeups"]:
         im = made.get(c["keyframe"] - 1)
@@ -165,17 +172,15 @@ def _score_at(curve_t: np.ndarray, curve_s: np.ndarray, t: float) -> float | Non
     return float(curve_s[i]) if abs(curve_t[i] - t) < 1e-3 else None
 
 
-def _keyframe_images(asker: Any, out: Any, keyframes: list[dict]) -> list[dict]:
+def _keyframe_images(asker: Any, out: Any, keyframes: list[dict], path: str | None, info: Any) -> list[dict]:
     """The keyframes as the answerer saw them: zoom frames already decoded, the others read from the file
-    at the answer width, or the index's thumbnails when the file is gone."""
+    (``path``, probed as ``info``) at the answer width, or the index's thumbnails when the file is gone."""
     from PIL import Image
 
     from pipelines.ask import frames_run
-    from pipelines.stages.media import probe, read_frame_at
+    from pipelines.stages.media import read_frame_at
 
     store, video = asker.store, out.video
-    path = next((p for p in [video["path"], *store.video_paths(video["id"])] if p and os.path.isfile(p)), None)
-    info = probe(path) if path else None
     thumbs = None
     res = []
     for k in keyframes:

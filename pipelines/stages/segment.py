@@ -208,9 +208,10 @@ class SceneSegmenter:
         self.reread = 0  # cut windows read again from the file (no fine frames for them)
         self._waiting: list[int] = []  # windows whose frames are still to come
 
-    def _still_cut(self, k: int) -> None:
-        """A clear change between two still pictures is a cut however small it is (a slide change: new
-        text on the same background), which the detectors' thresholds, made for moving footage, miss."""
+    def _missed_cut(self, k: int) -> None:
+        """The cuts the detectors' thresholds, made for moving footage, miss: a clear change between two
+        still pictures however small it is (a slide change: new text on the same background), and a change
+        of the whole picture far above every change around it (two shots of similar colours)."""
         score, frac = self._score.get(k), self._frac.get(k)
         if score is None or frac is None or k in self._pending:
             return
@@ -275,7 +276,7 @@ class SceneSegmenter:
             self._recent[i] = tiny
             self._rgb_prev = small_tiny
             self._pending += [min(c.frame_num, i) for c in cuts]
-            self._still_cut(i - self._still)
+            self._missed_cut(i - self._still)
             self._settle(i, final=False)
         else:
             for c in cuts:
