@@ -32,7 +32,7 @@ PROMPT_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", 
 
 # concentration: a confident peak gets its keyframes before, at and after it (see select.allocate)
 PEAK_MARGIN = 0.1  # lead of the best peak over the runner-up, as a share of its height, for full confidence
-RIVAL_BAND = 0.6  # a peak within this share of the best one's height keeps a keyframe (None: 2 PEAK_MARGIN)
+RIVAL_BAND = 0.4  # a peak within this share of the best one's height keeps a keyframe (None: 2 PEAK_MARGIN)
 CONTEXT_SPACING = 0.25  # seconds between the keyframes around a confident peak
 
 # spatial zoom: regions of the frames that matter (see search.regions)

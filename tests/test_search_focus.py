@@ -129,3 +129,25 @@ def test_search_moments_are_the_matches_not_the_coverage_frames():
     assert len(everything) == 4 and everything[0][2].t == 40.0  # the old list: the peak, then 70, 12, 90
     two = visual_moments(_result(T, curve((30.0, 5.0), (70.0, 5.0)), [30.0, 70.0, 50.0]), [], 100.0)
     assert sorted(round(k.t) for _, _, k in two) == [30, 70]
+
+
+def test_a_confident_search_shows_its_best_moment_with_the_rivals_only():
+    """The moment band narrows with the search's confidence: a peak half the best one's height is a
+    result beside a best moment the curve hedges on, none beside one it is sure of (its rivals are
+    those within ``rival_band``, as for the keyframes); a peak within the rival band stays a result."""
+    from dataclasses import replace
+
+    from pipelines.search import visual_moments
+
+    s = curve((40.0, 6.0), (70.0, 3.0))  # the runner-up half the height below the best
+    res = _result(T, s, [40.0, 70.0], moment_band=0.4, rival_band=0.4)
+    hedging = visual_moments(replace(res, confidence=0.0), [], 100.0)
+    sure = visual_moments(replace(res, confidence=1.0), [], 100.0)
+    assert sorted(round(k.t) for _, _, k in hedging) == [40, 70]
+    assert [round(k.t) for _, _, k in sure] == [40]
+    close = _result(T, curve((40.0, 6.0), (70.0, 4.2)), [40.0, 70.0], moment_band=0.4, rival_band=0.4)
+    assert sorted(round(k.t) for _, _, k in visual_moments(replace(close, confidence=1.0), [], 100.0)) == [40, 70]
+    # the search itself says how sure it is: one clear peak, full confidence; two equal ones, none
+    one = keyframe_search(T, curve((40.0, 6.0), (70.0, 1.0), base=0.1), params=SearchParams(k=8, zoom_rounds=0))
+    two = keyframe_search(T, curve((30.0, 5.0), (70.0, 5.0), base=0.1), params=SearchParams(k=8, zoom_rounds=0))
+    assert one.confidence == 1.0 and two.confidence == 0.0

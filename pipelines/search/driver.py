@@ -35,7 +35,14 @@ import numpy as np
 from pipelines import defaults
 from pipelines.search.regions import region_candidates, region_lift
 from pipelines.search.scores import Normalizer, _fuse, apply_priors
-from pipelines.search.select import merge_ranges, sampling_interval, scene_ids, select_keyframes, zoom_ranges
+from pipelines.search.select import (
+    merge_ranges,
+    peak_confidence,
+    sampling_interval,
+    scene_ids,
+    select_keyframes,
+    zoom_ranges,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class SearchResult:
     # every frame scored (index and zoom frames), time-sorted, with its fused score: for moment extents
     curve_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     curve_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    # how sure the curve is of its best moment (``select.peak_confidence``: 0 hedging, 1 one clear peak)
+    confidence: float = 0.0
 
     @property
     def times(self) -> list[float]:
@@ -289,7 +298,13 @@ def keyframe_search(times: np.ndarray, scores: np.ndarray, *, densify: Densify |
     kfs = [Keyframe(float(all_t[i]), float(all_s[i]), int(rounds[i]),
                     None if np.isnan(where[i, 0]) else tuple(float(x) for x in where[i])) for i in idx]
     order = np.argsort(all_t, kind="stable")
-    return SearchResult(kfs, trace, frames_scored, params, all_t[order], all_s[order])
+    conf = 0.0
+    if params.peak_margin and len(all_t):
+        ts, ss = all_t[order], np.where(np.isfinite(all_s[order]), all_s[order], -1e9)
+        conf, _, _ = peak_confidence(ts, ss, tolerance=params.tolerance, min_gap=min_gap, min_peak=params.min_peak,
+                                     margin=params.peak_margin, limit=params.k - 1, band=params.rival_band,
+                                     groups=scene_ids(ts, scenes) if len(scenes) else None)
+    return SearchResult(kfs, trace, frames_scored, params, all_t[order], all_s[order], confidence=float(conf))
 
 
 def peak_extent(times: np.ndarray, scores: np.ndarray, t0: float, *, tolerance: float = 1.0,
@@ -345,14 +360,20 @@ def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], dur
     nothing). Keyframes are chosen for an answerer, so they include context and coverage frames; a search
     result is a match: with ``band`` (default ``res.params.moment_band``) only the moments whose score
     reaches that share of the best one's height over the curve's median are results (the best always is).
-    A confident peak is then one moment, not one among coverage picks; a flat curve keeps its peers."""
+    A confident peak is then one moment, not one among coverage picks; a flat curve keeps its peers.
+    The more confident the search (``res.confidence``), the nearer the band comes to the rivals that kept
+    a keyframe beside a confident peak (within ``rival_band`` of its height): a clear best moment is
+    shown with the moments that may still be the answer, not with every peak the band would admit."""
     band = res.params.moment_band if band is None else band
     curve = np.asarray(res.curve_scores, dtype=np.float64)
     curve = curve[np.isfinite(curve)]
     keys = sorted(res.keyframes, key=lambda k: -k.score)
     if band is not None and keys and len(curve):
         median = float(np.median(curve))
-        floor = median + band * (keys[0].score - median)
+        below = 1.0 - band  # how far below the best a moment may score, as a share of its height
+        if res.params.rival_band is not None and res.params.rival_band < below:
+            below -= (below - res.params.rival_band) * min(max(res.confidence, 0.0), 1.0)
+        floor = keys[0].score - below * (keys[0].score - median)
         keys = [k for k in keys if k.score >= floor or k is keys[0]]
     out: list[tuple[float, float, Keyframe]] = []
     for k in keys:
