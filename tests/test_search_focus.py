@@ -151,3 +151,17 @@ def test_a_confident_search_shows_its_best_moment_with_the_rivals_only():
     one = keyframe_search(T, curve((40.0, 6.0), (70.0, 1.0), base=0.1), params=SearchParams(k=8, zoom_rounds=0))
     two = keyframe_search(T, curve((30.0, 5.0), (70.0, 5.0), base=0.1), params=SearchParams(k=8, zoom_rounds=0))
     assert one.confidence == 1.0 and two.confidence == 0.0
+
+
+def test_a_hump_split_by_a_dip_is_one_moment_of_its_shot():
+    """Two keyframes a quarter second apart in one shot, a dip between them (zoom frames), are one moment
+    that reaches over both; the same two in different shots (a cut between them) are two."""
+    from pipelines.search import visual_moments
+
+    s = curve((40.0, 6.0), (40.75, 5.0))
+    s[np.abs(T - 40.5) < 0.1] = 0.0  # the dip: another hump as the curve sees it
+    res = _result(T, s, [40.0, 40.75], moment_band=None)
+    one = visual_moments(res, [(0.0, 60.0), (60.0, 100.0)], 100.0)
+    assert len(one) == 1 and one[0][0] <= 40.0 and one[0][1] >= 40.75 and one[0][2].t == 40.0
+    two = visual_moments(res, [(0.0, 40.5), (40.5, 100.0)], 100.0)
+    assert sorted(round(k.t, 2) for _, _, k in two) == [40.0, 40.75]

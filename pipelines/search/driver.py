@@ -357,7 +357,7 @@ def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], dur
                    band: float | None = None) -> list[tuple[float, float, Keyframe]]:
     """What `vqa search` shows for the frames: each keyframe's moment (``peak_extent``: its hump inside its
     shot), best first, one per stretch of time (a keyframe whose moment overlaps a better one's adds
-    nothing). Keyframes are chosen for an answerer, so they include context and coverage frames; a search
+    nothing; one within ``MOMENT_SPAN`` of a better one in the same shot widens it). Keyframes are chosen for an answerer, so they include context and coverage frames; a search
     result is a match: with ``band`` (default ``res.params.moment_band``) only the moments whose score
     reaches that share of the best one's height over the curve's median are results (the best always is).
     A confident peak is then one moment, not one among coverage picks; a flat curve keeps its peers.
@@ -376,11 +376,21 @@ def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], dur
         floor = keys[0].score - below * (keys[0].score - median)
         keys = [k for k in keys if k.score >= floor or k is keys[0]]
     out: list[tuple[float, float, Keyframe]] = []
+    shot = (lambda t: int(scene_ids(np.asarray([t]), scenes)[0])) if len(scenes) else (lambda t: -1)
     for k in keys:
         a, b = peak_extent(res.curve_times, res.curve_scores, k.t, tolerance=res.params.tolerance,
                            scenes=scenes, bounds=(0.0, duration))
-        if not any(a < e and s < b for s, e, _ in out):
-            out.append((a, b, k))
+        if any(a < e and s < b for s, e, _ in out):
+            continue
+        # within a second of a better moment of its shot (a dip between two zoom frames split one hump):
+        # the same moment, which reaches over it, not another result
+        near = [i for i, (s, e, best) in enumerate(out)
+                if shot(best.t) == shot(k.t) >= 0 and min(abs(a - e), abs(s - b)) <= defaults.MOMENT_SPAN]
+        if near:
+            s, e, best = out[near[0]]
+            out[near[0]] = (min(s, a), max(e, b), best)
+            continue
+        out.append((a, b, k))
     return out
 
 
