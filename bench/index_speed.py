@@ -6,8 +6,9 @@
    video's time ratio (index wall / plain decode wall) is printed too.
 3. The scene cuts' precision, recall and offset on the generated cut videos of bench/scene_detectors.py
    (default detector), with each cut window read again from the file (as before) and from the decode's own
-   every-frame side stream (as now), and how many windows each read again; and the same cases at 1280x720
-   with the side stream's small frames averaged from every pixel (before) or from a picked grid (now).
+   every-frame side stream (as now: picked pixels, ``media.PICKED``), and how many windows each read
+   again; and the same cases at 1280x720 with the analysis grid's small frames averaged from every pixel
+   (before) or from a picked grid (now).
 
 Usage: python bench/index_speed.py [--minutes 10] [--long 60] [--short 6] [--skip-memory] [--skip-cuts]
 """
@@ -72,7 +73,8 @@ def cut_accuracy() -> None:
     """Precision, recall, |offset| of the default detector's cuts on the generated cases: at their own size
     (320x180) with each cut window read again from the file (as before) and taken from the decode's side
     stream (as now); at 1280x720 with the side stream's small frames area-averaged from every pixel (as
-    before) and picked on a grid, then averaged (``media.small_scale``, as now)."""
+    before) and picked on a grid, then averaged (``media.small_scale``, as now); the every-frame side
+    stream is picked pixels throughout (``media.PICKED``)."""
     from scene_detectors import decoded, generated, probe, score, segment
 
     import pipelines.stages.media as media
@@ -81,8 +83,8 @@ def cut_accuracy() -> None:
     pick = media.SIDE_PICK
     for size, mode, side_pick, label in ((None, "reread", pick, "windows read again"),
                                          (None, "decode", pick, "windows from the decode"),
-                                         ("1280x720", "decode", 10**6, "side frames from every pixel"),
-                                         ("1280x720", "decode", pick, "side frames from picked pixels")):
+                                         ("1280x720", "decode", 10**6, "grid frames from every pixel"),
+                                         ("1280x720", "decode", pick, "grid frames from picked pixels")):
         media.SIDE_PICK = side_pick
         tp = fp = fn = one = reread = 0
         offsets: list[float] = []

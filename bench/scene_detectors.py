@@ -91,8 +91,8 @@ def decoded(path: Path, info) -> list[tuple[str, float, object]]:
     for the sampled frames (384 px, ``KEEP_FPS``), ("grid", t, small) for the small frames on the analysis
     grid, ("fine", t, small) for every frame of the source."""
     events: list = []
-    side = SideStream(FINE_WIDTH, lambda t, f: events.append(("fine", t, f)), fps=SceneParams().fps,
-                      sampled=lambda t, f: events.append(("grid", t, f)))
+    side = SideStream(SceneParams().width, lambda t, f: events.append(("fine", t, f)), fps=SceneParams().fps,
+                      sampled=lambda t, f: events.append(("grid", t, f)), feed_width=FINE_WIDTH)
     for t, f in decode(str(path), fps=KEEP_FPS, width=384, info=info, side=side):
         events.append(("keep", t, f))
     return events

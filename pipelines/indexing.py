@@ -37,7 +37,7 @@ from pipelines.plan import (  # noqa: F401 - the plan lives in plan.py; these na
 )
 from pipelines.probes import probe_rows
 from pipelines.stages.media import SideStream, VideoInfo, check_file, decode, probe
-from pipelines.stages.segment import FINE_WIDTH, KEEP_FPS, SceneSegmenter, to_jpeg
+from pipelines.stages.segment import KEEP_FPS, SceneSegmenter, to_jpeg
 from pipelines.stages.stills import same_picture
 
 ROWS_PER_COMMIT = 64
@@ -282,9 +282,8 @@ class Indexer:
         fps = max(KEEP_FPS if segmenter else 0, opts.embed_fps if loading else 0, opts.ocr_fps if scanner else 0)
         n = 0
         last_t = 0.0
-        side = SideStream(FINE_WIDTH if opts.scene.refine else opts.scene.width,
-                          segmenter.fine if opts.scene.refine else None, fps=opts.scene.fps,
-                          sampled=segmenter.analyse) if segmenter is not None else None
+        side = SideStream(opts.scene.width, segmenter.fine if opts.scene.refine else None, fps=opts.scene.fps,
+                          sampled=segmenter.analyse, feed_width=opts.scene.fine_width) if segmenter is not None else None
         for t, frame in decode(path, fps=fps, width=profile.decode_width, info=info, side=side):
             self._check_cancel()
             for sampler, consume in consumers:

@@ -156,14 +156,43 @@ def decode_ranges(path: str, ranges: Sequence[tuple[float, float]], *, fps: floa
 
 @dataclass
 class SideStream:
-    """Small frames (``width`` wide, even, aspect kept, scaled as ``small_scale`` says) from the same sequential decode:
-    every frame of the source to ``feed(t, rgb)``, and with ``fps`` the frames on the grid ``k / fps``
-    (the very frames a decode at ``fps`` gives, only small) to ``sampled(t, rgb)``. Either may be None."""
+    """Small frames from the same sequential decode: every frame of the source to ``feed(t, frame)``,
+    ``feed_width`` wide (default ``width``), as cheap as a small frame can be made (``PICKED``: nearest
+    source pixels, the decoder's own I420 planes, no colour conversion); and with ``fps`` the frames on
+    the grid ``k / fps`` (the very frames a decode at ``fps`` gives, only small: ``width`` wide, even,
+    aspect kept, RGB, scaled as ``small_scale`` says) to ``sampled(t, rgb)``. Either may be None."""
 
     width: int
     feed: Callable[[float, np.ndarray], None] | None
     fps: float | None = None
     sampled: Callable[[float, np.ndarray], None] | None = None
+    feed_width: int | None = None
+
+
+# The every-frame side stream's frames: the source's own pixels picked on a grid (``neighbor``), kept as
+# the decoder's YUV 4:2:0 planes, one (h * 3 / 2, w) uint8 array (``picked_rgb`` converts one). Averaging
+# (``area``) every frame and converting it to RGB cost a sixth to a third of the plain decode on the
+# bench's videos; picking costs a few percent, and a cut stays the largest change between two frames.
+PICKED = "picked I420"
+
+
+def picked_scale(w: int, h: int) -> str:
+    """The filters that make a ``PICKED`` frame of w x h."""
+    return f"scale={w}:{h}:flags=neighbor,format=yuv420p"
+
+
+def picked_frame(w: int, h: int) -> tuple[int, int]:
+    """The array shape of a ``PICKED`` frame of w x h: the Y plane, then U and V (each w/2 x h/2)."""
+    return (h * 3 // 2, w)
+
+
+def picked_rgb(frame: np.ndarray) -> np.ndarray:
+    """A ``PICKED`` frame as RGB (h x w x 3); an RGB frame as it is."""
+    if frame.ndim == 3:
+        return frame
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_YUV2RGB_I420)
 
 
 SIDE_PICK = 4  # source width / small width from which the side stream picks pixels before averaging
@@ -209,25 +238,25 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
         cmd += [*limit, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", hw_vf + sampled, *raw, "pipe:1"]
     else:
         sw, sh = even_size(info, side.width)
-        side_bytes = sw * sh * 3
+        fw, fh = even_size(info, side.feed_width or side.width)
+        shapes = {"side": picked_frame(fw, fh), "grid": (sh, sw, 3)}
         small = f"{small_scale(info, sw, sh)},format=rgb24"
         side_fps = side.fps or fps
         if 0 < info.fps < side_fps:  # never more frames than the file has (as ``decode`` does)
             side_fps = info.fps
-        graph = [f"[0:v:0]{hw_vf}split=2[m][s]", f"[m]{sampled}[om]"]
-        if side.feed is not None and side.sampled is not None:  # the grid picks from the small frames
-            graph += [f"[s]{small},split=2[s1][s2]", "[s1]showinfo@side=checksum=0[oside]",
-                      f"[s2]{on_grid(side_fps)},showinfo@grid=checksum=0[ogrid]"]
-        elif side.feed is not None:
-            graph += [f"[s]{small},showinfo@side=checksum=0[oside]"]
-        else:  # the grid alone: sampled before scaling (the same frames, fewer to scale)
-            graph += [f"[s]{on_grid(side_fps)},{small},showinfo@grid=checksum=0[ogrid]"]
+        # one branch per output: every frame picked small (as cheap as can be), the grid sampled before
+        # it is scaled (fewer frames to scale)
+        branches = [(name, chain) for name, chain, wanted in (
+            ("side", f"{picked_scale(fw, fh)},showinfo@side=checksum=0", side.feed),
+            ("grid", f"{on_grid(side_fps)},{small},showinfo@grid=checksum=0", side.sampled)) if wanted is not None]
+        graph = [f"[0:v:0]{hw_vf}split={1 + len(branches)}[m]" + "".join(f"[{n}]" for n, _ in branches),
+                 f"[m]{sampled}[om]", *(f"[{n}]{chain}[o{n}]" for n, chain in branches)]
         cmd += ["-filter_complex", ";".join(graph), "-map", "[om]", *limit, *raw, "pipe:1"]
-        for name, wanted in (("side", side.feed), ("grid", side.sampled)):
-            if wanted is not None:
-                fds[name] = os.pipe()
-                _widen(fds[name][1])
-                cmd += ["-map", f"[o{name}]", *limit, *raw, f"pipe:{fds[name][1]}"]
+        for name, _ in branches:
+            fds[name] = os.pipe()
+            _widen(fds[name][1])
+            fmt = ["-pix_fmt", "yuv420p"] if name == "side" else ["-pix_fmt", "rgb24"]
+            cmd += ["-map", f"[o{name}]", *limit, *passthrough(), "-f", "rawvideo", *fmt, f"pipe:{fds[name][1]}"]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 bufsize=frame_bytes * 2, process_group=0,
@@ -271,8 +300,9 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
             q.put(None)
 
     def read_small(name: str, rate: float) -> None:  # drained as fast as ffmpeg writes, so the sampled stream never waits
-        with os.fdopen(fds[name][0], "rb", buffering=side_bytes * 4) as pipe:
-            arrived[name].extend(_raw_frames(pipe, sh, sw, times[name.encode()], 1.0 / max(rate, 1.0)))
+        shape = shapes[name]
+        with os.fdopen(fds[name][0], "rb", buffering=int(np.prod(shape)) * 4) as pipe:
+            arrived[name].extend(_raw_frames(pipe, shape, times[name.encode()], 1.0 / max(rate, 1.0)))
 
     def hand_side(upto: float | None) -> None:
         """Give ``side`` what has arrived, in time order (every frame before the grid frame at the same
@@ -301,7 +331,7 @@ def _sequential(path: str, info: VideoInfo, fps: float, w: int, h: int, duration
     last_t = None
     try:
         assert proc.stdout is not None
-        for t, frame in _raw_frames(proc.stdout, h, w, times[b"main"], 1.0 / fps):
+        for t, frame in _raw_frames(proc.stdout, (h, w, 3), times[b"main"], 1.0 / fps):
             last_t = t
             if side is not None:
                 hand_side(t)
@@ -351,10 +381,10 @@ def _widen(fd: int) -> None:
         pass
 
 
-def _raw_frames(pipe, h: int, w: int, times: queue.Queue, step: float) -> Iterator[tuple[float, np.ndarray]]:
-    """RGB frames of h x w off a raw pipe, each with the time its ``showinfo`` line gave (``times``), or its
-    place on the ``step`` grid when stderr closed early."""
-    nbytes, k = h * w * 3, 0
+def _raw_frames(pipe, shape: tuple[int, ...], times: queue.Queue, step: float) -> Iterator[tuple[float, np.ndarray]]:
+    """Frames of ``shape`` (h x w x 3 RGB, or a ``PICKED`` frame's) off a raw pipe, each with the time its
+    ``showinfo`` line gave (``times``), or its place on the ``step`` grid when stderr closed early."""
+    nbytes, k = int(np.prod(shape)), 0
     while True:
         buf = pipe.read(nbytes)
         if not buf or len(buf) < nbytes:
@@ -363,7 +393,7 @@ def _raw_frames(pipe, h: int, w: int, times: queue.Queue, step: float) -> Iterat
             t = times.get(timeout=10.0)
         except queue.Empty:
             t = None
-        yield (k * step if t is None else t), np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        yield (k * step if t is None else t), np.frombuffer(buf, dtype=np.uint8).reshape(shape)
         k += 1
 
 

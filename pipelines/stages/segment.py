@@ -25,9 +25,11 @@ like any other cut.
 
 A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
 frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
-taken from the decode's every-frame side stream (``fine``; read again from the file only when missing),
-judged as soon as they are all there (only the verdict is kept), and the cut is put on the first frame after the largest change between
-consecutive frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next
+taken from the decode's every-frame side stream (``fine``: ``fine_width`` px, the source's own pixels
+picked on a grid, ``media.PICKED``), judged as soon as they are all there; they are read again from the
+file (area-averaged, ``width`` px) only when missing, or when the picked pixels see no sharp change (a
+slide's few changed words can fall between them), so no cut is dropped unseen. Only the verdict is
+kept, and the cut is put on the first frame after the largest change between consecutive frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next
 sample. A hard cut is one sharp change: when that change is not ``sharpness`` (3) times the median
 change between the frames around it, the picture was moving (a handheld camera, a pan) or fading, and
 the cut is dropped. Gradual transitions (cross-fades) are therefore not scene boundaries.
@@ -41,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-FINE_WIDTH = 128  # width of the every-frame side stream the cut windows are refined on
+FINE_WIDTH = 64  # width of the every-frame side stream the cut windows are refined on (SceneParams.fine_width)
 KEEP_FPS = 1.0  # the decode gives the segmenter candidate middle frames (``keep``) at least this often
 
 # name -> (PySceneDetect class, the keyword its threshold goes to)
@@ -76,6 +78,10 @@ class SceneParams:
     # a picture that "came back" after a change differs from the one before it by less than half the
     # change and by less than this; more is another shot that looks alike (its own cut), not a flash
     flash_back_max: float = 20.0
+    # the cut windows are judged on the decode's every-frame side stream: frames this wide, the source's
+    # own pixels picked (``media.PICKED``), averaged in blocks of judge_block x judge_block pixels
+    fine_width: int = FINE_WIDTH
+    judge_block: int = 4
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -187,7 +193,6 @@ class SceneSegmenter:
         self._scene_start = 0.0
         self.source = source
         self.windows: list[tuple[float, float]] = []  # per cut: the analysed samples either side
-        self._shape: tuple[int, int] | None = None
         self._hold = max(0, int(round(params.hold * params.fps)))
         self._recent: dict[int, np.ndarray] = {}  # sample index -> tiny HSV picture (uint8), the last seconds
         self._pending: list[int] = []  # reported cuts (sample index) waiting for the hold to pass
@@ -243,8 +248,6 @@ class SceneSegmenter:
     def feed(self, t: float, rgb: np.ndarray) -> None:
         """A frame on the analysis grid, at any size: analysed (``analyse``) and kept as a candidate middle
         frame (``keep``)."""
-        if self._shape is None:
-            self._shape = rgb.shape[:2]
         self.analyse(t, self._small(rgb, self.params.width))
         self.keep(t, rgb)
 
@@ -261,8 +264,6 @@ class SceneSegmenter:
             self._scene_start = t
         self.times.append(t)
         small = self._small(small, self.params.width)
-        if self._shape is None:
-            self._shape = small.shape[:2]
         bgr = self._cv2.cvtColor(small, self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         if self._hold:
@@ -309,10 +310,11 @@ class SceneSegmenter:
             self._frac.pop(j, None)
             self._area.pop(j, None)
 
-    def fine(self, t: float, rgb: np.ndarray) -> None:
-        """A frame of the source at its own rate (small, from the same decode; see ``media.SideStream``):
-        cut windows take theirs from these instead of reading the file again."""
-        self._fine.append((t, rgb))
+    def fine(self, t: float, frame: np.ndarray) -> None:
+        """A frame of the source at its own rate (small, from the same decode; see ``media.SideStream``:
+        a ``media.PICKED`` frame, or RGB): cut windows take theirs from these instead of reading the file
+        again."""
+        self._fine.append((t, frame))
         self._take_windows(t)
         oldest = min((self.windows[w][0] for w in self._waiting), default=t) - self.params.sharp_window
         limit = min(t - self._fine_keep, oldest - 1.0)
@@ -333,7 +335,10 @@ class SceneSegmenter:
             first = max((i for i, (t, _) in enumerate(frames) if t <= lo + 1e-6), default=None)
             if first is None and lo > 1e-6:  # the frame shown at ``lo`` is gone (or never came): re-read
                 continue
-            self._decided[w] = (True, self._judge(a, b, b, frames[first or 0:]))
+            verdict = self._judge(a, b, b, frames[first or 0:])
+            if verdict is None and any(f.ndim == 2 for _, f in frames):  # picked pixels may not see a
+                continue  # small change (a slide's text): no cut is dropped before the window is read again
+            self._decided[w] = (True, verdict)
 
     def _close_at_frame(self, k: int) -> None:
         k = min(k, len(self.times) - 1)
@@ -351,12 +356,27 @@ class SceneSegmenter:
         inside = [i for i in range(1, len(frames)) if a < frames[i][0] <= b]
         if not inside:
             return cut
-        hsv = [self._cv2.cvtColor(f, self._cv2.COLOR_RGB2HSV) for _, f in frames]
+        hsv = [self._cv2.cvtColor(self._judged(f), self._cv2.COLOR_RGB2HSV) for _, f in frames]
         change = [0.0] + [mean_abs_diff(y, x) for x, y in zip(hsv, hsv[1:])]
         peak = max(inside, key=lambda i: change[i])
         rest = [c for i, c in enumerate(change) if i > 0 and i != peak]
         usual = float(np.median(rest)) if rest else 0.0
         return frames[peak][0] if change[peak] >= self.params.sharpness * max(usual, 0.1) else None
+
+    def _judged(self, frame: np.ndarray) -> np.ndarray:
+        """A frame of a cut window as the judgement compares it: RGB, and a picked frame (``media.PICKED``:
+        single source pixels, which on a noise-like or finely textured picture change from frame to frame
+        as much as a cut) averaged in blocks of ``judge_block`` x ``judge_block`` pixels, as an area-scaled
+        frame averages its source."""
+        from pipelines.stages.media import picked_rgb
+
+        if frame.ndim == 3:
+            return frame
+        rgb = picked_rgb(frame)
+        h, w = rgb.shape[:2]
+        block = max(1, self.params.judge_block)
+        size = (max(1, w // block), max(1, h // block))
+        return self._cv2.resize(rgb, size, interpolation=self._cv2.INTER_AREA)
 
     def _close_at(self, cut_t: float) -> bool:
         if cut_t <= self._scene_start:
@@ -417,18 +437,20 @@ class SceneSegmenter:
     def _refine(self) -> None:
         """Check each cut at the source's frame rate and move it onto the first frame of the new shot
         (see the module's docstring); a change that is not sharp there (camera motion) is no cut."""
+        from pipelines.stages.media import even_size, probe
         from pipelines.stages.seek import frames_between
 
-        h0, w0 = self._shape or (9, 16)
-        w = min(self.params.width, w0) // 2 * 2
-        h = max(2, int(round(h0 * w / w0 / 2)) * 2)
         margin = self.params.sharp_window
+        size: list[tuple[int, int]] = []  # the analysis frame size, when a window must be read again
         cuts: list[float | None] = []
         for (a, b), cut, (decided, verdict) in zip(self.windows, self.cuts, self._decided):
             if decided:  # from the decode itself
                 cuts.append(verdict)
                 continue
-            frames = [] if b <= a else frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h)
+            if b > a and not size:
+                size.append(even_size(probe(self.source), self.params.width))
+            frames = [] if b <= a else frames_between(self.source, max(0.0, a - margin), b + margin,
+                                                      w=size[0][0], h=size[0][1])
             if b > a:
                 self.reread += 1
             cuts.append(self._judge(a, b, cut, frames))
