@@ -5,7 +5,9 @@ its evidence small: a target among others, a sign in a corner. ``closeups`` read
 source's own resolution (``CLOSEUP_MAX_WIDTH`` at most) and crops that window, for the best ``n`` of them
 (by score); ``answer_images`` puts each after the frames, labelled as the close-up of its frame, and shares
 one pixel budget over frames and close-ups (QuoTA: the same total, spent where the evidence is). A close-up
-is given only when it shows the region with at least ``CLOSEUP_GAIN`` times the pixels its frame gives it.
+is given only when it shows the region with at least ``CLOSEUP_GAIN`` times the pixels its frame gives it,
+and only for a keyframe that is a match (its score at least ``MIN_PEAK``): a window that lifted a frame
+still below that is no evidence worth a close-up.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ CLOSEUP_GAIN = 2.0  # a close-up must show its region with this many times the p
 
 def closeups(path: str | None, kfs: Sequence[kf.Keyframe], budgets: Sequence[int], n: int = defaults.CLOSEUPS,
              *, info=None, warnings: list[str] | None = None) -> list[tuple[int, Any]]:
-    """``(keyframe index, PIL image)`` for up to ``n`` keyframes with a region, best score first: the region
+    """``(keyframe index, PIL image)`` for up to ``n`` keyframes with a region that are matches (score at
+    least ``MIN_PEAK``), best score first: the region
     cropped from the frame read again ``CLOSEUP_MAX_WIDTH`` wide at most (the source's width when smaller),
     when that shows it with at least ``CLOSEUP_GAIN`` times the pixels of its frame at its budget. None
     without the video file (``path`` None: only its thumbnails are left)."""
@@ -41,7 +44,8 @@ def closeups(path: str | None, kfs: Sequence[kf.Keyframe], budgets: Sequence[int
         return []
     height = width * (info.height or 1) / max(info.width or 1, 1)
     out = []
-    for i in sorted((i for i, k in enumerate(kfs) if k.region), key=lambda i: -kfs[i].score)[:n]:
+    matches = (i for i, k in enumerate(kfs) if k.region and k.score >= defaults.MIN_PEAK)
+    for i in sorted(matches, key=lambda i: -kfs[i].score)[:n]:
         if width * height < CLOSEUP_GAIN * budgets[i]:
             continue  # the frame at its budget already shows the region about as sharply as the source
         try:

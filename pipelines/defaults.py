@@ -20,6 +20,7 @@ ZOOM_ROUNDS = 1  # coarse-to-fine rounds in time (a second round changed no hit 
 ZOOM_RANGES = 4  # time ranges densified per round
 ZOOM_FPS = 4.0  # decoding rate inside a zoom range
 SEED = 0
+MIN_PEAK = 0.5  # fused z-score a frame needs to count as a match (a relevance peak, a close-up)
 SEARCH_TOP = 5  # moments `vqa search` prints
 MOMENT_SPAN = 1.0  # seconds a visual moment reaches at most from its keyframe (search.peak_extent)
 MOMENT_BAND = 0.4  # a visual moment is a result when its score reaches this share of the best one's height

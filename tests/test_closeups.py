@@ -56,6 +56,9 @@ def test_closeups_go_to_the_best_scored_regions_and_only_where_the_source_is_sha
     green = np.asarray(out[0][1]).reshape(-1, 3).mean(axis=0)
     assert green[1] > green[0] + 20  # the green square is in that corner from 1 s on
     assert closeups(str(hd_video), kfs, [100_000] * 3, 0) == [] and closeups(None, kfs, [100_000] * 3, 2) == []
+    # a window that lifted a frame still below a match's score is no evidence worth a close-up
+    weak = kfs + [kf.Keyframe(1.9, 0.2, 0, BOX)]
+    assert [i for i, _ in closeups(str(hd_video), weak, [100_000] * 4, 4, info=info)] == [1, 2, 0]
     # a source with no more pixels than the frame the answerer already gets: nothing to gain
     small = tmp_path / "small.mp4"
     subprocess.run([ffmpeg_binary(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(hd_video), "-vf",

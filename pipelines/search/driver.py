@@ -57,7 +57,7 @@ class SearchParams:
     min_gap: float | None = None  # seconds between keyframes; None: 0.75 x the index interval
     seed: int = defaults.SEED
     tolerance: float = 1.0  # fused-score dip that separates two peaks
-    min_peak: float = 0.5  # fused score a peak needs to be chosen for relevance (else coverage)
+    min_peak: float = defaults.MIN_PEAK  # fused score a peak needs to be chosen for relevance (else coverage)
     temperature: float = 1.0  # coverage density exp(score / T)
     concentration: float = 0.5  # coverage: share of the relevance density vs uniform time
     jitter: float = 0.5  # seed-driven phase jitter of the coverage quantiles (0: none)
