@@ -290,7 +290,9 @@ def search(
         scene = f"  scene {m['scene']}" if m.get("scene") else ""
         found = ",".join(m["channels"])
         said = f"  “{m['text']}”" if m.get("text") else ""
-        typer.echo(f"{where}{_fmt(m['start'])} - {_fmt(m['end'])}  score {m['score']:.3f}  [{found}]{scene}{said}")
+        region = "  region " + ",".join(f"{x:.2f}" for x in m["region"]) if m.get("region") else ""
+        typer.echo(f"{where}{_fmt(m['start'])} - {_fmt(m['end'])}  score {m['score']:.3f}  [{found}]{scene}"
+                   f"{region}{said}")
 
 
 def log(
