@@ -6,7 +6,7 @@
    video's time ratio (index wall / plain decode wall) is printed too.
 3. The scene cuts' precision, recall and offset on the generated cut videos of bench/scene_detectors.py
    (default detector), with each cut window read again from the file (as before) and from the decode's own
-   every-frame side stream (as now: picked pixels, ``media.PICKED``), and how many windows each read
+   every-frame side stream (as now: picked pixels, ``media.picked_scale``), and how many windows each read
    again; and the same cases at 1280x720 with the analysis grid's small frames averaged from every pixel
    (before) or from a picked grid (now).
 
@@ -74,7 +74,7 @@ def cut_accuracy() -> None:
     (320x180) with each cut window read again from the file (as before) and taken from the decode's side
     stream (as now); at 1280x720 with the side stream's small frames area-averaged from every pixel (as
     before) and picked on a grid, then averaged (``media.small_scale``, as now); the every-frame side
-    stream is picked pixels throughout (``media.PICKED``)."""
+    stream is picked pixels throughout (``media.picked_scale``)."""
     from scene_detectors import decoded, generated, probe, score, segment
 
     import pipelines.stages.media as media

@@ -157,7 +157,7 @@ def decode_ranges(path: str, ranges: Sequence[tuple[float, float]], *, fps: floa
 @dataclass
 class SideStream:
     """Small frames from the same sequential decode: every frame of the source to ``feed(t, frame)``,
-    ``feed_width`` wide (default ``width``), as cheap as a small frame can be made (``PICKED``: nearest
+    ``feed_width`` wide (default ``width``), as cheap as a small frame can be made (``picked_scale``: nearest
     source pixels, the decoder's own I420 planes, no colour conversion); and with ``fps`` the frames on
     the grid ``k / fps`` (the very frames a decode at ``fps`` gives, only small: ``width`` wide, even,
     aspect kept, RGB, scaled as ``small_scale`` says) to ``sampled(t, rgb)``. Either may be None."""
@@ -172,22 +172,19 @@ class SideStream:
 # The every-frame side stream's frames: the source's own pixels picked on a grid (``neighbor``), kept as
 # the decoder's YUV 4:2:0 planes, one (h * 3 / 2, w) uint8 array (``picked_rgb`` converts one). Averaging
 # (``area``) every frame and converting it to RGB cost a sixth to a third of the plain decode on the
-# bench's videos; picking costs a few percent, and a cut stays the largest change between two frames.
-PICKED = "picked I420"
-
-
+# bench's videos; picking costs about a tenth, and a cut stays the largest change between two frames.
 def picked_scale(w: int, h: int) -> str:
-    """The filters that make a ``PICKED`` frame of w x h."""
+    """The filters that make a picked frame of w x h (the every-frame side stream's)."""
     return f"scale={w}:{h}:flags=neighbor,format=yuv420p"
 
 
 def picked_frame(w: int, h: int) -> tuple[int, int]:
-    """The array shape of a ``PICKED`` frame of w x h: the Y plane, then U and V (each w/2 x h/2)."""
+    """The array shape of a picked frame of w x h: the Y plane, then U and V (each w/2 x h/2)."""
     return (h * 3 // 2, w)
 
 
 def picked_rgb(frame: np.ndarray) -> np.ndarray:
-    """A ``PICKED`` frame as RGB (h x w x 3); an RGB frame as it is."""
+    """A picked frame as RGB (h x w x 3); an RGB frame as it is."""
     if frame.ndim == 3:
         return frame
     import cv2
@@ -382,7 +379,7 @@ def _widen(fd: int) -> None:
 
 
 def _raw_frames(pipe, shape: tuple[int, ...], times: queue.Queue, step: float) -> Iterator[tuple[float, np.ndarray]]:
-    """Frames of ``shape`` (h x w x 3 RGB, or a ``PICKED`` frame's) off a raw pipe, each with the time its
+    """Frames of ``shape`` (h x w x 3 RGB, or a picked frame's) off a raw pipe, each with the time its
     ``showinfo`` line gave (``times``), or its place on the ``step`` grid when stderr closed early."""
     nbytes, k = int(np.prod(shape)), 0
     while True:

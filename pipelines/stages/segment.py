@@ -26,7 +26,7 @@ like any other cut.
 A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
 frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
 taken from the decode's every-frame side stream (``fine``: ``fine_width`` px, the source's own pixels
-picked on a grid, ``media.PICKED``), judged as soon as they are all there; they are read again from the
+picked on a grid, ``media.picked_scale``), judged as soon as they are all there; they are read again from the
 file (area-averaged, ``width`` px) only when missing, or when the picked pixels see no sharp change (a
 slide's few changed words can fall between them), so no cut is dropped unseen. Only the verdict is
 kept, and the cut is put on the first frame after the largest change between consecutive frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next
@@ -42,6 +42,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from pipelines.stages.stills import changed_share, mean_abs_diff
 
 FINE_WIDTH = 64  # width of the every-frame side stream the cut windows are refined on (SceneParams.fine_width)
 KEEP_FPS = 1.0  # the decode gives the segmenter candidate middle frames (``keep``) at least this often
@@ -79,7 +81,7 @@ class SceneParams:
     # change and by less than this; more is another shot that looks alike (its own cut), not a flash
     flash_back_max: float = 20.0
     # the cut windows are judged on the decode's every-frame side stream: frames this wide, the source's
-    # own pixels picked (``media.PICKED``), averaged in blocks of judge_block x judge_block pixels
+    # own pixels picked (``media.picked_scale``), averaged in blocks of judge_block x judge_block pixels
     fine_width: int = FINE_WIDTH
     judge_block: int = 4
 
@@ -93,25 +95,6 @@ class Scene:
     end: float
     rep_t: float
     rep_jpeg: bytes | None = None  # the middle frame, JPEG-encoded when the scene closes (bounded memory)
-
-
-def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two uint8 pictures of one size, over every pixel and channel (exact, in
-    OpenCV's saturating ``absdiff``: no wrap-around, no int16 copies)."""
-    import cv2
-
-    d = cv2.absdiff(a, b)
-    channels = d.shape[2] if d.ndim == 3 else 1
-    return float(sum(cv2.mean(d)[:channels]) / channels)
-
-
-def changed_share(a: np.ndarray, b: np.ndarray, threshold: int) -> float:
-    """Share of pixels where some channel of two uint8 RGB pictures differs by more than ``threshold``."""
-    import cv2
-
-    d = cv2.absdiff(a, b)
-    most = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) if d.ndim == 3 else d
-    return float(np.count_nonzero(most > threshold)) / float(most.size)
 
 
 def to_jpeg(frame: np.ndarray | None, width: int | None = None, quality: int = 80) -> bytes | None:
@@ -312,7 +295,7 @@ class SceneSegmenter:
 
     def fine(self, t: float, frame: np.ndarray) -> None:
         """A frame of the source at its own rate (small, from the same decode; see ``media.SideStream``:
-        a ``media.PICKED`` frame, or RGB): cut windows take theirs from these instead of reading the file
+        a ``media.picked_scale`` frame, or RGB): cut windows take theirs from these instead of reading the file
         again."""
         self._fine.append((t, frame))
         self._take_windows(t)
@@ -364,7 +347,7 @@ class SceneSegmenter:
         return frames[peak][0] if change[peak] >= self.params.sharpness * max(usual, 0.1) else None
 
     def _judged(self, frame: np.ndarray) -> np.ndarray:
-        """A frame of a cut window as the judgement compares it: RGB, and a picked frame (``media.PICKED``:
+        """A frame of a cut window as the judgement compares it: RGB, and a picked frame (``media.picked_scale``:
         single source pixels, which on a noise-like or finely textured picture change from frame to frame
         as much as a cut) averaged in blocks of ``judge_block`` x ``judge_block`` pixels, as an area-scaled
         frame averages its source."""
