@@ -357,9 +357,10 @@ def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], dur
                    band: float | None = None) -> list[tuple[float, float, Keyframe]]:
     """What `vqa search` shows for the frames: each keyframe's moment (``peak_extent``: its hump inside its
     shot), best first, one per stretch of time (a keyframe whose moment overlaps a better one's adds
-    nothing; one within ``MOMENT_SPAN`` of a better one in the same shot widens it). Keyframes are chosen for an answerer, so they include context and coverage frames; a search
-    result is a match: with ``band`` (default ``res.params.moment_band``) only the moments whose score
-    reaches that share of the best one's height over the curve's median are results (the best always is).
+    nothing; one within ``MOMENT_SPAN`` of a better one in the same shot widens it). Keyframes are chosen
+    for an answerer, so they include context and coverage frames; a search result is a match: with
+    ``band`` (default ``res.params.moment_band``) only the moments whose score reaches that share of the
+    best one's height over the curve's median are results (the best always is).
     A confident peak is then one moment, not one among coverage picks; a flat curve keeps its peers.
     The more confident the search (``res.confidence``), the nearer the band comes to the rivals that kept
     a keyframe beside a confident peak (within ``rival_band`` of its height): a clear best moment is

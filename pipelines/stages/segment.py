@@ -25,14 +25,15 @@ like any other cut.
 
 A cut found between two analysed samples ``a`` and ``b`` is checked and refined at the source's own
 frame rate when the video file is known (``source``): the frames from ``a - 0.3 s`` to ``b + 0.3 s`` are
-taken from the decode's every-frame side stream (``fine``: ``fine_width`` px, the source's own pixels
-picked on a grid, ``media.picked_scale``), judged as soon as they are all there; they are read again from the
-file (area-averaged, ``width`` px) only when missing, or when the picked pixels see no sharp change (a
-slide's few changed words can fall between them), so no cut is dropped unseen. Only the verdict is
-kept, and the cut is put on the first frame after the largest change between consecutive frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next
-sample. A hard cut is one sharp change: when that change is not ``sharpness`` (3) times the median
-change between the frames around it, the picture was moving (a handheld camera, a pan) or fading, and
-the cut is dropped. Gradual transitions (cross-fades) are therefore not scene boundaries.
+taken from the decode's every-frame side stream (``fine``: ``fine_width`` px, the source's own
+pixels picked on a grid, ``media.picked_scale``), judged as soon as they are all there; they are read
+again from the file (area-averaged, ``width`` px) only when missing, or when the picked pixels see no
+sharp change (a slide's few changed words can fall between them), so no cut is dropped unseen. Only the
+verdict is kept, and the cut is put on the first frame after the largest change between consecutive
+frames inside ``(a, b]``, so a scene starts on the first frame of its shot, not on the next sample. A
+hard cut is one sharp change: when that change is not ``sharpness`` (3) times the median change between
+the frames around it, the picture was moving (a handheld camera, a pan) or fading, and the cut is
+dropped. Gradual transitions (cross-fades) are therefore not scene boundaries.
 """
 
 from __future__ import annotations
@@ -295,8 +296,8 @@ class SceneSegmenter:
 
     def fine(self, t: float, frame: np.ndarray) -> None:
         """A frame of the source at its own rate (small, from the same decode; see ``media.SideStream``:
-        a ``media.picked_scale`` frame, or RGB): cut windows take theirs from these instead of reading the file
-        again."""
+        a picked frame, ``media.picked_scale``, or RGB): cut windows take theirs from these instead of
+        reading the file again."""
         self._fine.append((t, frame))
         self._take_windows(t)
         oldest = min((self.windows[w][0] for w in self._waiting), default=t) - self.params.sharp_window
@@ -347,7 +348,7 @@ class SceneSegmenter:
         return frames[peak][0] if change[peak] >= self.params.sharpness * max(usual, 0.1) else None
 
     def _judged(self, frame: np.ndarray) -> np.ndarray:
-        """A frame of a cut window as the judgement compares it: RGB, and a picked frame (``media.picked_scale``:
+        """A frame of a cut window as the judgement compares it: RGB, and a picked frame (``picked_scale``:
         single source pixels, which on a noise-like or finely textured picture change from frame to frame
         as much as a cut) averaged in blocks of ``judge_block`` x ``judge_block`` pixels, as an area-scaled
         frame averages its source."""
