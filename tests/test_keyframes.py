@@ -291,6 +291,26 @@ def test_a_hump_does_not_reach_across_a_cut():
     assert abs(t[with_shots[0]] - 85.0) < 1e-9 and short[with_shots[1]]
 
 
+def test_a_needle_shot_just_after_a_lookalike_keeps_its_own_peak():
+    # a look-alike at the end of one shot (127.75 s) and the needle, a 0.5 s shot of its own a quarter
+    # second later, scoring a hair lower: within min_gap of each other, but other shots, other evidence
+    from pipelines.search.select import _peaks
+
+    t = np.concatenate([np.arange(100.0, 160.0, 1.0), [127.25, 127.5, 127.75, 128.0, 128.25]])
+    t.sort()
+    s = np.full(len(t), 0.2)
+    s[np.isclose(t, 127.75)] = 2.19
+    s[np.isclose(t, 128.0) | np.isclose(t, 128.25)] = 2.16
+    s[np.isclose(t, 150.0)] = 2.4
+    shots = [(100.0, 127.8), (127.8, 128.3), (128.3, 160.0)]
+    needle = (t >= 127.8) & (t < 128.3)
+    groups = scene_ids(t, shots)
+    assert not any(needle[i] for i in _peaks(t, s, 3, tolerance=1.0, min_gap=0.75))
+    assert any(needle[i] for i in _peaks(t, s, 3, tolerance=1.0, min_gap=0.75, groups=groups))
+    picked = select_keyframes(t, s, 8, min_gap=0.75, scenes=shots, peak_margin=0.1, rival_band=0.4)
+    assert any(needle[i] for i in picked) and any(np.isclose(t[i], 127.75) for i in picked)
+
+
 def test_flat_scores_evenly_spread():
     t = np.arange(100.0)
     idx = select_keyframes(t, np.full(100, 0.3), 5, min_gap=0.75, seed=0, jitter=0.0)

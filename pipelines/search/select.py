@@ -23,8 +23,9 @@ def _peaks(t: np.ndarray, s: np.ndarray, n: int, *, tolerance: float, min_gap: f
 
     A frame is suppressed by a chosen peak p when it lies within ``min_gap`` seconds of p, or when every
     frame between p and it scores at least its own score minus ``tolerance`` (no dip: same hump), or,
-    with ``groups`` (scene ids, -1: none), when it is in p's scene; with groups a hump does not reach
-    across a cut (another shot is other evidence, however its scores join p's). ``taken`` frames
+    with ``groups`` (scene ids, -1: none), when it is in p's scene; with groups neither a hump nor the
+    gap reaches across a cut (another shot is other evidence, however its scores join p's and however
+    near it is: a needle shot a quarter second after a look-alike's last frame). ``taken`` frames
     suppress as if chosen before, and are not returned.
     """
     n_frames = len(s)
@@ -32,7 +33,8 @@ def _peaks(t: np.ndarray, s: np.ndarray, n: int, *, tolerance: float, min_gap: f
     ungrouped = None if groups is None else np.asarray(groups) < 0
 
     def suppress(i: int) -> None:
-        suppressed[np.abs(t - t[i]) < min_gap] = True
+        near = np.abs(t - t[i]) < min_gap
+        suppressed[near if ungrouped is None or groups[i] < 0 else near & ungrouped] = True
         suppressed[i] = True
         if groups is not None and groups[i] >= 0:
             suppressed[groups == groups[i]] = True
