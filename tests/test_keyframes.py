@@ -311,6 +311,26 @@ def test_a_needle_shot_just_after_a_lookalike_keeps_its_own_peak():
     assert any(needle[i] for i in picked) and any(np.isclose(t[i], 127.75) for i in picked)
 
 
+def test_a_context_frame_leaves_the_next_shot_its_own_peak():
+    # measured (s303v06): the best peak (209.0 s) opens a shot; the needle shot before it (206.7-208.2)
+    # tops at 206.75, and its last frame (208.0) is on the best peak's hump: shown as context around the
+    # peak, that frame must not stand for the needle's shot and keep its best frame out
+    t = np.unique(np.concatenate([np.arange(150.0, 260.0, 1.0), [206.75, 208.25, 208.5, 208.75, 209.25, 209.5,
+                                                                  209.75]]))
+    s = np.full(len(t), 0.2)
+    for at, v in ((206.0, -0.65), (206.75, 4.96), (207.0, 4.88), (208.0, 1.79), (208.25, 4.19), (208.5, 1.11),
+                  (208.75, 1.03), (209.0, 5.16), (209.25, 0.8), (209.5, 0.66), (209.75, 0.72), (210.0, 0.97),
+                  (160.0, 5.04), (170.0, 5.0), (180.0, 4.81), (240.0, 4.8), (250.0, 4.77),  # other peaks
+                  (152.0, 1.5), (186.0, 1.6), (195.0, 1.4), (225.0, 1.3), (235.0, 1.2), (255.0, 1.1)):
+        s[np.isclose(t, at)] = v
+    cuts = [150.0, 155.0, 165.0, 175.0, 185.0, 190.0, 206.7, 208.2, 221.5, 230.0, 238.0, 245.0, 253.0, 260.0]
+    shots = list(zip(cuts[:-1], cuts[1:]))  # a shot for each peak
+    picked = t[select_keyframes(t, s, 16, min_gap=0.75, scenes=shots, peak_margin=0.1, rival_band=0.4,
+                                context_spacing=0.25)]
+    assert np.isclose(picked, 209.0).any() and np.isclose(picked, 208.0).any()  # the peak and its context
+    assert np.isclose(picked, 206.75).any()  # and the needle shot's own best frame
+
+
 def test_flat_scores_evenly_spread():
     t = np.arange(100.0)
     idx = select_keyframes(t, np.full(100, 0.3), 5, min_gap=0.75, seed=0, jitter=0.0)

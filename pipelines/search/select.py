@@ -17,8 +17,8 @@ import numpy as np
 
 
 def _peaks(t: np.ndarray, s: np.ndarray, n: int, *, tolerance: float, min_gap: float,
-           min_score: float = -np.inf, taken: Sequence[int] = (), groups: np.ndarray | None = None
-           ) -> list[int]:
+           min_score: float = -np.inf, taken: Sequence[int] = (), groups: np.ndarray | None = None,
+           beside: Sequence[int] = ()) -> list[int]:
     """Greedy distinct peaks of a time-sorted curve, best first.
 
     A frame is suppressed by a chosen peak p when it lies within ``min_gap`` seconds of p, or when every
@@ -26,7 +26,9 @@ def _peaks(t: np.ndarray, s: np.ndarray, n: int, *, tolerance: float, min_gap: f
     with ``groups`` (scene ids, -1: none), when it is in p's scene; with groups neither a hump nor the
     gap reaches across a cut (another shot is other evidence, however its scores join p's and however
     near it is: a needle shot a quarter second after a look-alike's last frame). ``taken`` frames
-    suppress as if chosen before, and are not returned.
+    suppress as if chosen before, and are not returned; ``beside`` frames (context shown around a peak,
+    not peaks of their own) only suppress the frames within ``min_gap`` of them in their shot: a context
+    frame in the shot next to the peak leaves that shot's own best frame free to be its peak.
     """
     n_frames = len(s)
     suppressed = np.zeros(n_frames, dtype=bool)
@@ -51,6 +53,10 @@ def _peaks(t: np.ndarray, s: np.ndarray, n: int, *, tolerance: float, min_gap: f
 
     for i in taken:
         suppress(int(i))
+    for i in beside:
+        near = np.abs(t - t[i]) < min_gap
+        suppressed[near if groups is None or groups[i] < 0 else near & (groups == groups[i])] = True
+        suppressed[i] = True
     picks: list[int] = []
     order = np.argsort(-s, kind="stable")  # ties: the earlier frame first
     while len(picks) < n:
@@ -182,7 +188,7 @@ def select_keyframes(times: np.ndarray, scores: np.ndarray, k: int, *, min_gap: 
             focus = [best, *_context(t, best, n_focus, context_spacing, s=s, groups=groups, tolerance=tolerance)]
             n_peaks = max(n_peaks - len(focus), 0)
     picks = focus + _peaks(t, s, n_peaks, tolerance=tolerance, min_gap=min_gap, min_score=min_peak,
-                           groups=groups, taken=focus)
+                           groups=groups, taken=focus[:1], beside=focus[1:])
     if groups is not None and len(picks) < n_peaks + len(focus):  # then further peaks inside shown scenes
         picks += _peaks(t, s, n_peaks + len(focus) - len(picks), tolerance=tolerance, min_gap=min_gap,
                         min_score=min_peak, taken=picks)
