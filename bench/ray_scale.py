@@ -67,7 +67,7 @@ def hour_of_rows(video: int) -> dict:
     import numpy as np
 
     from index.keys import run_key, to_blob
-    from pipelines.stages.segment import to_jpeg
+    from pipelines.stages.stills import to_jpeg
 
     rng = np.random.default_rng(video)
     vid = f"{video:032x}"

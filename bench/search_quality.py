@@ -104,7 +104,7 @@ def probe_frames(clip, path: str, info, times: np.ndarray, shots, width: int) ->
     from PIL import Image
 
     from pipelines.probes import PROBE_FPS, probe_ranges
-    from pipelines.stages.segment import to_jpeg
+    from pipelines.stages.stills import to_jpeg
 
     fps = PROBE_FPS
     ranges = probe_ranges(times, shots)

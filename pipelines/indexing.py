@@ -37,8 +37,8 @@ from pipelines.plan import (  # noqa: F401 - the plan lives in plan.py; these na
 )
 from pipelines.probes import probe_rows
 from pipelines.stages.media import SideStream, VideoInfo, check_file, decode, probe
-from pipelines.stages.segment import KEEP_FPS, SceneSegmenter, to_jpeg
-from pipelines.stages.stills import same_picture
+from pipelines.stages.segment import KEEP_FPS, SceneSegmenter
+from pipelines.stages.stills import same_picture, to_jpeg
 
 ROWS_PER_COMMIT = 64
 MAX_PENDING_FRAMES = 512  # sampled frames held while the CLIP is still loading

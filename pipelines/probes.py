@@ -45,7 +45,7 @@ def probe_rows(store: Store, key: str, path: str, info, clip, shots: Sequence[tu
     from pipelines.search.regions import frame_windows, window_spec
     from pipelines.search.select import first_frames
     from pipelines.stages.media import decode_ranges
-    from pipelines.stages.segment import to_jpeg
+    from pipelines.stages.stills import to_jpeg
 
     out: dict[str, list[dict]] = {"probe_frames": [], "frame_windows": []}
     if not shots:

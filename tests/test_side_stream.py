@@ -125,7 +125,8 @@ def test_every_scene_gets_a_middle_frame_of_its_own_also_when_shorter_than_the_s
     """As `vqa index` feeds it: the scene analysis on the side stream's grid, candidate middle frames from
     the 1 fps sampled stream; a scene no sampled frame falls in (2.2-2.9 s) gets its middle read from the
     file, a picture of that scene."""
-    from pipelines.stages.segment import KEEP_FPS, to_jpeg
+    from pipelines.stages.segment import KEEP_FPS
+    from pipelines.stages.stills import to_jpeg
 
     path = str(tmp_path / "short.mp4")
     cuts = make_scenes_video(path, [2.2, 0.7, 2.1], rate=25, audio=False, labels=False,

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipelines.stages.stills import changed_share, mean_abs_diff
+from pipelines.stages.stills import changed_share, mean_abs_diff, to_jpeg
 
 FINE_WIDTH = 64  # width of the every-frame side stream the cut windows are refined on (SceneParams.fine_width)
 KEEP_FPS = 1.0  # the decode gives the segmenter candidate middle frames (``keep``) at least this often
@@ -96,22 +96,6 @@ class Scene:
     end: float
     rep_t: float
     rep_jpeg: bytes | None = None  # the middle frame, JPEG-encoded when the scene closes (bounded memory)
-
-
-def to_jpeg(frame: np.ndarray | None, width: int | None = None, quality: int = 80) -> bytes | None:
-    """A small JPEG of an RGB frame (downscaled to ``width`` when wider)."""
-    if frame is None:
-        return None
-    import io
-
-    from PIL import Image
-
-    im = Image.fromarray(frame)
-    if width and im.width > width:
-        im = im.resize((width, max(2, round(im.height * width / im.width))), Image.BILINEAR)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
 
 
 def make_detector(params: SceneParams):

@@ -2,7 +2,7 @@
 hour, a paused screen) up to codec noise. The frames stage stores such a run of samples once, with the time
 range it covers (``frames.t_end``, ``frames.n``), and reads it back as every sample it stands for. The two
 measures of how much a picture changed (``mean_abs_diff``, ``changed_share``) are the scene segmenter's
-too."""
+too, and ``to_jpeg`` is how every stage stores a picture (thumbnails, scenes' middle frames, probe frames)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,19 @@ def same_picture(a: np.ndarray, b: np.ndarray, *, mean_diff: float = defaults.ST
     if a.shape != b.shape:
         return False
     return mean_abs_diff(a, b) <= mean_diff and changed_share(a, b, pixel_diff) <= pixel_share
+
+
+def to_jpeg(frame: np.ndarray | None, width: int | None = None, quality: int = 80) -> bytes | None:
+    """A small JPEG of an RGB frame (downscaled to ``width`` when wider)."""
+    if frame is None:
+        return None
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(frame)
+    if width and im.width > width:
+        im = im.resize((width, max(2, round(im.height * width / im.width))), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
