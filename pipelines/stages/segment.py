@@ -161,6 +161,7 @@ class SceneSegmenter:
         self._scene_start = 0.0
         self.source = source
         self.windows: list[tuple[float, float]] = []  # per cut: the analysed samples either side
+        self._shape: tuple[int, int] | None = None  # the analysed frames' (h, w): windows read again match
         self._hold = max(0, int(round(params.hold * params.fps)))
         self._recent: dict[int, np.ndarray] = {}  # sample index -> tiny HSV picture (uint8), the last seconds
         self._pending: list[int] = []  # reported cuts (sample index) waiting for the hold to pass
@@ -232,6 +233,8 @@ class SceneSegmenter:
             self._scene_start = t
         self.times.append(t)
         small = self._small(small, self.params.width)
+        if self._shape is None:
+            self._shape = small.shape[:2]
         bgr = self._cv2.cvtColor(small, self._cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(self._tc(i, fps=self.params.fps), bgr)
         if self._hold:
@@ -405,20 +408,18 @@ class SceneSegmenter:
     def _refine(self) -> None:
         """Check each cut at the source's frame rate and move it onto the first frame of the new shot
         (see the module's docstring); a change that is not sharp there (camera motion) is no cut."""
-        from pipelines.stages.media import even_size, probe
         from pipelines.stages.seek import frames_between
 
+        h0, w0 = self._shape or (9, 16)
+        w = min(self.params.width, w0) // 2 * 2
+        h = max(2, int(round(h0 * w / w0 / 2)) * 2)
         margin = self.params.sharp_window
-        size: list[tuple[int, int]] = []  # the analysis frame size, when a window must be read again
         cuts: list[float | None] = []
         for (a, b), cut, (decided, verdict) in zip(self.windows, self.cuts, self._decided):
             if decided:  # from the decode itself
                 cuts.append(verdict)
                 continue
-            if b > a and not size:
-                size.append(even_size(probe(self.source), self.params.width))
-            frames = [] if b <= a else frames_between(self.source, max(0.0, a - margin), b + margin,
-                                                      w=size[0][0], h=size[0][1])
+            frames = [] if b <= a else frames_between(self.source, max(0.0, a - margin), b + margin, w=w, h=h)
             if b > a:
                 self.reread += 1
             cuts.append(self._judge(a, b, cut, frames))
