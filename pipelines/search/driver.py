@@ -377,7 +377,8 @@ def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], dur
         floor = keys[0].score - below * (keys[0].score - median)
         keys = [k for k in keys if k.score >= floor or k is keys[0]]
     out: list[tuple[float, float, Keyframe]] = []
-    shot = (lambda t: int(scene_ids(np.asarray([t]), scenes)[0])) if len(scenes) else (lambda t: -1)
+    ids = scene_ids(np.asarray([k.t for k in keys]), scenes).tolist() if len(scenes) else [-1] * len(keys)
+    shot = dict(zip(keys, ids))  # each keyframe's shot, looked up once
     for k in keys:
         a, b = peak_extent(res.curve_times, res.curve_scores, k.t, tolerance=res.params.tolerance,
                            scenes=scenes, bounds=(0.0, duration))
@@ -386,7 +387,7 @@ def visual_moments(res: SearchResult, scenes: Sequence[tuple[float, float]], dur
         # within a second of a better moment of its shot (a dip between two zoom frames split one hump):
         # the same moment, which reaches over it, not another result
         near = [i for i, (s, e, best) in enumerate(out)
-                if shot(best.t) == shot(k.t) >= 0 and min(abs(a - e), abs(s - b)) <= defaults.MOMENT_SPAN]
+                if shot[best] == shot[k] >= 0 and min(abs(a - e), abs(s - b)) <= defaults.MOMENT_SPAN]
         if near:
             s, e, best = out[near[0]]
             out[near[0]] = (min(s, a), max(e, b), best)
