@@ -6,6 +6,12 @@
   SQLite when a command reaches it (mapped to the same one-line message).
 * Read-only opening uses SQLite's ``mode=ro`` URI; a WAL database in a folder where SQLite cannot create
   its shared-memory file is opened ``immutable`` (nothing can change it there anyway).
+* POSIX advisory locks belong to a process, and closing *any* descriptor of a file drops every lock the
+  process holds on it (SQLite's "How To Corrupt An SQLite Database File", 2.2). So the header is read with
+  a descriptor of our own only while this process has no SQLite connection to that file: otherwise a
+  second connection (``vqa index --jobs N`` opens one per thread) would silently drop the first one's
+  locks, and another process closing the database would take itself for the last one and delete the WAL
+  that this process still writes to (its commits then lost to everyone else).
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from pathlib import Path
 from .errors import ADVICE_CORRUPT, DatabaseCorrupt, DatabaseUnavailable, storage_error
 
 BUSY_TIMEOUT_S = 60.0
+_CONNECTED: dict[tuple[int, int], int] = {}  # (device, inode) of a database file -> open connections to it here
+_FILE_OF: dict[int, tuple[int, int]] = {}  # id(connection) -> its file's (device, inode)
+_CONNECTING = threading.Lock()  # a header read and the connections opened meanwhile exclude each other
 HEADER = b"SQLite format 3\x00"
 QUICK_CHECK_S = 0.1  # at most this long per open: ~100 MB of database checked whole on a warm cache
 
@@ -53,13 +62,44 @@ def _uri(path: Path, *, immutable: bool = False) -> str:
     return f"file:{quoted}?mode=ro" + ("&immutable=1" if immutable else "")
 
 
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """A connection that has read the schema (so a damaged file or a locked folder fails here)."""
+    """A connection that has read the schema (so a damaged file or a locked folder fails here). Close it
+    with :func:`disconnect`."""
     if str(path) == ":memory:":
         return sqlite3.connect(":memory:", timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     if readonly and not path.exists():
         raise DatabaseUnavailable(path, "no database yet", "run `vqa index VIDEO` first")
-    check_header(path)
+    with _CONNECTING:
+        if not _CONNECTED.get(_file_key(path) or (-1, -1)):
+            check_header(path)  # no SQLite lock of this process on the file: closing our descriptor drops none
+        conn = _connect(path, readonly=readonly)
+        key = _file_key(path)
+        if key is not None:
+            _CONNECTED[key] = _CONNECTED.get(key, 0) + 1
+            _FILE_OF[id(conn)] = key
+    return conn
+
+
+def disconnect(conn: sqlite3.Connection) -> None:
+    """Close a connection from :func:`connect`."""
+    with _CONNECTING:
+        key = _FILE_OF.pop(id(conn), None)
+        if key is not None:
+            _CONNECTED[key] -= 1
+            if not _CONNECTED[key]:
+                del _CONNECTED[key]
+        conn.close()
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     attempts = [_uri(path), _uri(path, immutable=True)] if readonly else [str(path)]
     for i, target in enumerate(attempts):
         conn = sqlite3.connect(target, uri=readonly, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
@@ -110,7 +150,6 @@ def integrity_report(path: Path) -> str:
     """SQLite's whole ``integrity_check`` report ("ok", or every problem it lists, joined with "; "), or
     why the file cannot be checked at all. Read-only; for `vqa doctor`."""
     try:
-        check_header(path)
         conn = connect(path, readonly=True)
     except DatabaseCorrupt as e:
         return e.cause
@@ -122,4 +161,4 @@ def integrity_report(path: Path) -> str:
     except sqlite3.Error as e:
         return str(e)
     finally:
-        conn.close()
+        disconnect(conn)

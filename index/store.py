@@ -31,7 +31,7 @@ from .errors import (
     storage_error,
 )
 from .keys import canonical, fingerprint_file, from_blob, now, pid_alive, run_key, to_blob
-from .opening import BUSY_TIMEOUT_S, connect, integrity_report, quick_check, writable
+from .opening import BUSY_TIMEOUT_S, connect, disconnect, integrity_report, quick_check, writable
 from .rows import StageRows
 from .schema import migrations
 
@@ -73,7 +73,7 @@ class Store(StageRows):
             try:
                 self._setup(check and not memory)
             except BaseException:
-                conn.close()
+                disconnect(conn)
                 raise
         except (sqlite3.Error, OSError) as e:
             mapped = storage_error(e, self.path, busy_timeout_s=BUSY_TIMEOUT_S)
@@ -120,7 +120,7 @@ class Store(StageRows):
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        self.db.close()
+        disconnect(self.db.conn)
 
     # -- transactions -------------------------------------------------------------------------------
     @contextlib.contextmanager

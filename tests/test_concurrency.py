@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -101,6 +102,43 @@ def _wait_for(marker: Path, proc: subprocess.Popen, log: Path, timeout: float = 
         time.sleep(0.05)
 
 
+# -- a second connection in one process -------------------------------------------------------------------
+def _in_child(code: str) -> str:
+    """Run ``code`` (with Store imported) in another Python process; its stdout."""
+    from tests.test_robustness import ROOT
+
+    res = subprocess.run([sys.executable, "-c", f"from index.store import Store\n{code}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+@pytest.mark.parametrize("second", ["store", "doctor"])
+def test_a_second_connection_in_a_process_keeps_the_first_ones_locks(second, tmp_path):
+    """POSIX locks belong to the process: a descriptor of the database file closed anywhere in it drops them
+    all. The header check at open must not do that while this process holds a connection (`--jobs N` opens
+    one per thread; `vqa doctor` checks the file beside its own connection), or another process closing the
+    database takes itself for the last one, deletes the WAL, and later commits here are lost to others."""
+    from index.opening import integrity_report
+
+    db = tmp_path / "shared.db"
+    first = Store(db)
+    first.db.execute("select count(*) from videos").fetchone()
+    opened = Store(db) if second == "store" else None
+    if second == "doctor":
+        assert integrity_report(db) == "ok"
+    _in_child(f"Store({str(db)!r}).close()")  # another process opens and closes the database
+    assert (tmp_path / "shared.db-wal").exists()  # it knew it was not the last connection
+    with first.write() as w:
+        w["errors"].insert({"path": "/seen", "message": "committed by the first process", "created_at": 0.0})
+    seen = _in_child(f"s = Store({str(db)!r}); print(s.db.execute('select count(*) from errors').fetchone()[0])")
+    assert seen == "1"
+    if opened is not None:
+        opened.close()
+    first.close()
+    assert integrity(db) == "ok"
+
+
 # -- one process, two threads, one content under two names ---------------------------------------------
 def test_two_names_of_one_video_in_one_batch_with_jobs_2(videos, cli, tmp_path):
     twin = tmp_path / "twin.mp4"
@@ -123,7 +161,7 @@ def test_four_processes_on_one_database_index_each_video_once(videos, built_mode
     v = [str(p) for p in videos]
     jobs = [[v[0], v[1], v[2], v[3]], [v[2], v[3], v[4], v[5]], [v[4], v[5], v[0], v[1]],
             ["--jobs", "2", v[5], v[3], v[1], v[0], v[2], v[4]]]
-    env = vqa_env(tmp_path / "home")
+    env = vqa_env(tmp_path / "home", VQA_DEBUG="1")  # a failure shows its traceback in the assertion below
     procs = []
     for i, args in enumerate(jobs):
         out, err = (tmp_path / f"out{i}").open("wb"), (tmp_path / f"err{i}").open("wb")
