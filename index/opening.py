@@ -25,8 +25,7 @@ from pathlib import Path
 from .errors import ADVICE_CORRUPT, DatabaseCorrupt, DatabaseUnavailable, storage_error
 
 BUSY_TIMEOUT_S = 60.0
-_CONNECTED: dict[tuple[int, int], int] = {}  # (device, inode) of a database file -> open connections to it here
-_FILE_OF: dict[int, tuple[int, int]] = {}  # id(connection) -> its file's (device, inode)
+_OPEN: dict[int, tuple[int, int]] = {}  # id(connection) -> (device, inode) of its database file, while open
 _CONNECTING = threading.Lock()  # a header read and the connections opened meanwhile exclude each other
 HEADER = b"SQLite format 3\x00"
 QUICK_CHECK_S = 0.1  # at most this long per open: ~100 MB of database checked whole on a warm cache
@@ -78,24 +77,17 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly and not path.exists():
         raise DatabaseUnavailable(path, "no database yet", "run `vqa index VIDEO` first")
     with _CONNECTING:
-        if not _CONNECTED.get(_file_key(path) or (-1, -1)):
+        if _file_key(path) not in _OPEN.values():
             check_header(path)  # no SQLite lock of this process on the file: closing our descriptor drops none
         conn = _connect(path, readonly=readonly)
-        key = _file_key(path)
-        if key is not None:
-            _CONNECTED[key] = _CONNECTED.get(key, 0) + 1
-            _FILE_OF[id(conn)] = key
+        _OPEN[id(conn)] = _file_key(path)
     return conn
 
 
 def disconnect(conn: sqlite3.Connection) -> None:
     """Close a connection from :func:`connect`."""
     with _CONNECTING:
-        key = _FILE_OF.pop(id(conn), None)
-        if key is not None:
-            _CONNECTED[key] -= 1
-            if not _CONNECTED[key]:
-                del _CONNECTED[key]
+        _OPEN.pop(id(conn), None)
         conn.close()
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from index.store import Store, from_blob
 from tests.conftest import jsonl
-from tests.test_robustness import build_tiny_models, integrity, small_video, vqa_cmd, vqa_env
+from tests.test_robustness import ROOT, build_tiny_models, integrity, small_video, vqa_cmd, vqa_env
 
 POINTS = {  # pause point -> stages done before it
     "probed": set(),
@@ -105,8 +105,6 @@ def _wait_for(marker: Path, proc: subprocess.Popen, log: Path, timeout: float = 
 # -- a second connection in one process -------------------------------------------------------------------
 def _in_child(code: str) -> str:
     """Run ``code`` (with Store imported) in another Python process; its stdout."""
-    from tests.test_robustness import ROOT
-
     res = subprocess.run([sys.executable, "-c", f"from index.store import Store\n{code}"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
