@@ -177,3 +177,19 @@ def test_ask_abstains_on_a_visual_question_without_a_model_that_sees(cli, silent
     text = cli("ask", str(silent_colours), "What colour is the square?", "--profile", "tiny", "--frames", "3")
     assert text.exit_code == 0, text.stderr
     assert f"Answer: {NOT_FOUND}" in text.stdout and "Why:" in text.stdout
+
+
+def test_an_answer_resting_on_a_line_that_misses_the_question_says_which_line_and_how_well():
+    # the best line matches ("For an operator, press zero."), but the answer rests on another one: the
+    # verdict names that line and both matches, instead of saying that no line matches
+    q = "What do you press for an operator?"
+    m = line_matches(q, MENU)
+    verdict = assess(q, "You press 2 to speak with a customer advocate.", MENU, MENU[3], matches=m, sees=False,
+                     model_p=0.9)
+    assert verdict.abstained
+    assert f"at {MENU[3].start:.1f} s" in verdict.reason and f"matches the question {m[MENU[3]]:.2f}" in verdict.reason
+    assert f"the best line given matches {max(m.values()):.2f}" in verdict.reason
+    # no line matching at all keeps its own reason
+    none = assess("Who won the match?", "You press 2.", MENU, MENU[3], matches=line_matches("Who won the match?", MENU),
+                  sees=False, model_p=0.9)
+    assert none.abstained and "no line said or written matches the question" in none.reason

@@ -289,6 +289,10 @@ def assess(question: str, answer: str, lines: Sequence[ContextLine], cited: Cont
             return no(f"the question is about what is seen, {blind}, and no line said or written answers it "
                       f"(best match {best:.2f})")
         if match < MATCH_MIN:
+            if cited is not None and best >= MATCH_MIN:  # a line matches, but not the one the answer rests on
+                return no(f"the line the answer rests on ({SOURCE_WORDS.get(cited.source, cited.source)} at "
+                          f"{cited.start:.1f} s) matches the question {match:.2f}, below {MATCH_MIN:.2f} (the best "
+                          f"line given matches {best:.2f}), and {blind}")
             return no(f"no line said or written matches the question (best match {best:.2f}), and {blind}")
         if ground < GROUNDED_MIN:
             return no(f"the answer's words are not in the lines given ({ground:.0%} are), and {blind}")
