@@ -16,6 +16,7 @@ from pipelines.answerers.support import (
     assess,
     cite_line,
     is_refusal,
+    is_visual,
     line_matches,
 )
 from tests.synth import make_color_video
@@ -193,3 +194,17 @@ def test_an_answer_resting_on_a_line_that_misses_the_question_says_which_line_an
     none = assess("Who won the match?", "You press 2.", MENU, MENU[3], matches=line_matches("Who won the match?", MENU),
                   sees=False, model_p=0.9)
     assert none.abstained and "no line said or written matches the question" in none.reason
+
+
+@pytest.mark.parametrize("question, visual", [
+    ("What colour is the man's shirt?", True),
+    ("What is the bird doing?", True),
+    ("How many people are in the room?", True),
+    ("Who is the woman next to the car?", True),
+    ("What does the man say?", False),
+    ("What does the woman say about the weather?", True),  # the weather is seen too: held to the stricter match
+    ("What is written on the car?", False),
+    ("What number does the speaker mention?", False),
+])
+def test_a_question_about_what_someone_says_is_not_about_what_is_seen(question, visual):
+    assert is_visual(question) is visual

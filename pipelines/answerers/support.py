@@ -49,9 +49,14 @@ NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60"
                      "ninety": "90", "hundred": "100", "thousand": "1000"})
 _TOKEN = re.compile(r"\d+(?:[.:,\-]\d+)*|[A-Za-z]+(?:'[A-Za-z]+)?")
 _VISUAL = re.compile(r"\b(colou?rs?|wear(s|ing)?|look(s|ing)? like|hold(s|ing)?|carr(y|ies|ying)|doing|"
-                     r"how many (people|persons|men|women|cars|birds|animals)|animal|bird|shirt|coat|dress|hat|"
+                     r"how many (people|persons|men|women|cars|birds|animals)|shirt|coat|dress|hat|"
                      r"background|left|right|behind|in front|size|shape|face|skin|hair|weather|walk(s|ing)?|"
-                     r"sitting|standing|person|people|man|woman|car|vehicle)\b", re.I)
+                     r"sitting|standing)\b", re.I)
+# who or what is in the picture: a question about them is about what is seen, unless it asks what they say
+# or what is written ("What does the man say?" is about speech)
+_SUBJECT = re.compile(r"\b(animal|bird|person|people|man|woman|car|vehicle)\b", re.I)
+_SAID = re.compile(r"\b(say|says|said|saying|speak|speaks|spoke|talk|talks|talked|talking|tell|tells|told|"
+                   r"mention|mentions|mentioned|announce|announces|announced|written|write|writes|read|reads)\b", re.I)
 _REFUSAL = re.compile(r"\b(not (mentioned|stated|given|provided|specified|said|say|contain|included|in the (lines|"
                       r"text|transcript|video))|no (information|mention|answer)|do(es)? not (say|contain|mention|"
                       r"specify|provide|include|tell|know)|don't (know|say|contain|mention)|cannot (be )?(determine|"
@@ -120,7 +125,7 @@ def answer_kind(question: str) -> str | None:
 
 def is_visual(question: str) -> bool:
     """A question about what is seen (colours, clothes, people, motion) rather than what is said or written."""
-    return bool(_VISUAL.search(question))
+    return bool(_VISUAL.search(question) or (_SUBJECT.search(question) and not _SAID.search(question)))
 
 
 def is_refusal(text: str) -> bool:
