@@ -279,6 +279,7 @@ def assess(question: str, answer: str, lines: Sequence[ContextLine], cited: Cont
     signals = {"match": round(match, 3), "grounded": round(ground, 3),
                "model": None if model_p is None else round(model, 3), "sees": sees, "visual_question": visual,
                "copied": copied}
+    where = f"{SOURCE_WORDS.get(cited.source, cited.source)} at {cited.start:.1f} s" if cited else "the frames"
 
     def no(reason: str) -> Verdict:
         return Verdict(True, reason, conf, signals)
@@ -295,13 +296,11 @@ def assess(question: str, answer: str, lines: Sequence[ContextLine], cited: Cont
                       f"(best match {best:.2f})")
         if match < MATCH_MIN:
             if cited is not None and best >= MATCH_MIN:  # a line matches, but not the one the answer rests on
-                return no(f"the line the answer rests on ({SOURCE_WORDS.get(cited.source, cited.source)} at "
-                          f"{cited.start:.1f} s) matches the question {match:.2f}, below {MATCH_MIN:.2f} (the best "
-                          f"line given matches {best:.2f}), and {blind}")
+                return no(f"the line the answer rests on ({where}) matches the question {match:.2f}, below "
+                          f"{MATCH_MIN:.2f} (the best line given matches {best:.2f}), and {blind}")
             return no(f"no line said or written matches the question (best match {best:.2f}), and {blind}")
         if ground < GROUNDED_MIN:
             return no(f"the answer's words are not in the lines given ({ground:.0%} are), and {blind}")
-    where = f"{SOURCE_WORDS.get(cited.source, cited.source)} at {cited.start:.1f} s" if cited else "the frames"
     parts = [f"{'copied from' if copied else 'rests on'} {where}", f"question match {match:.2f}"]
     if model_p is not None:
         parts.append(f"model probability {model:.2f}")
